@@ -1,0 +1,3 @@
+"""LIMIS: language-prompted, interactive medical image segmentation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""The Detector protocol: (displayed slice, structures) -> boxes with scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from limis.imaging.display import SliceGeometry, Window
+
+Box = tuple[float, float, float, float]  # XYXY in pixels of the displayed slice: x = column, y = row
+
+
+@dataclass(frozen=True)
+class SliceImage:
+    """One displayed (radiological) slice as models see it.
+
+    `pixels` is float32 (rows, cols) in [0, 1] after `window`; `geometry` maps its pixels to
+    canonical voxels and patient millimetres; `key` identifies (volume, plane, slice, window)
+    for embedding caches.
+    """
+
+    pixels: np.ndarray
+    geometry: SliceGeometry
+    window: Window
+    key: tuple
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A box answering one canonical structure; `phrase` is the text the detector was given."""
+
+    structure: str
+    box: Box
+    score: float
+    phrase: str
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds boxes for canonical structure names on a displayed slice."""
+
+    name: str
+
+    def detect(self, image: SliceImage, structures: Sequence[str]) -> list[Detection]:
+        """All boxes found, any number per structure (e.g. both kidneys for 'kidney'), best first."""
+        ...
+
+
+def box_from_mask(mask: np.ndarray) -> Box | None:
+    """Tight XYXY box (pixel centres of the extreme foreground pixels) of a 2D mask, None if empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return float(cols[0]), float(rows[0]), float(cols[-1]), float(rows[-1])

@@ -1,0 +1,65 @@
+"""Oracle and manual detectors: boxes from a reference labelmap, or boxes the user drew."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from limis.detect.base import Box, Detection, SliceImage, box_from_mask
+from limis.imaging.display import display_slice
+
+
+class OracleDetector:
+    """Tight boxes of reference structures: the box-prompt upper bound of SAM-for-medicine papers.
+
+    `labels` must already lie on the image's canonical grid (see `limis.imaging.align`), so
+    reference files stored in another orientation are aligned by affine, never by array index.
+    """
+
+    name = "oracle"
+    understands_laterality = True
+
+    def __init__(self, labels: np.ndarray, names: dict[int, str]) -> None:
+        self.labels = labels
+        self.ids_by_name: dict[str, list[int]] = {}
+        for label_id, name in names.items():
+            self.ids_by_name.setdefault(name, []).append(int(label_id))
+
+    def present_structures(self) -> set[str]:
+        present = set(np.unique(self.labels).tolist())
+        return {name for name, ids in self.ids_by_name.items() if present.intersection(ids)}
+
+    def detect(self, image: SliceImage, structures: Sequence[str]) -> list[Detection]:
+        geometry = image.geometry
+        labels = display_slice(self.labels, geometry.plane, geometry.index)
+        found = []
+        for structure in structures:
+            ids = self.ids_by_name.get(structure, [])
+            box = box_from_mask(np.isin(labels, ids)) if ids else None
+            if box is not None:
+                found.append(Detection(structure, box, 1.0, structure))
+        return found
+
+    def slices_with(self, structure: str, plane_axis: int) -> np.ndarray:
+        """Canonical indices along `plane_axis` where the structure has any voxel."""
+        mask = np.isin(self.labels, self.ids_by_name.get(structure, []))
+        other = tuple(a for a in range(3) if a != plane_axis)
+        return np.flatnonzero(mask.any(axis=other))
+
+
+class ManualDetector:
+    """Boxes given by a user or the demo, per structure, on specific slices or on any slice."""
+
+    name = "manual"
+    understands_laterality = True
+
+    def __init__(self, boxes: dict[str, list[Box]]) -> None:
+        self.boxes = boxes
+
+    def detect(self, image: SliceImage, structures: Sequence[str]) -> list[Detection]:
+        return [
+            Detection(structure, tuple(float(v) for v in box), 1.0, structure)  # type: ignore[arg-type]
+            for structure in structures
+            for box in self.boxes.get(structure, [])
+        ]

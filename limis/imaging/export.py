@@ -1,0 +1,119 @@
+"""Write mask sets back in the input's own geometry: NIfTI labelmap + JSON label table, DICOM-SEG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from limis.errors import LimisError
+from limis.imaging.volume import Volume
+
+
+def label_color(label_id: int) -> tuple[int, int, int]:
+    """A stable, distinct RGB colour per label id (matplotlib's tab20, then hsv for the rest)."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab20"]
+    rgba = palette((label_id - 1) % 20) if label_id <= 40 else colormaps["hsv"]((label_id * 0.618) % 1.0)
+    return tuple(int(round(c * 255)) for c in rgba[:3])  # type: ignore[return-value]
+
+
+def label_table(labels: dict[int, str]) -> list[dict]:
+    """JSON-ready rows: id, canonical name, display name, colour."""
+    from limis.vocab import display_name
+
+    return [
+        {"id": int(label_id), "name": name, "display": display_name(name), "color": list(label_color(int(label_id)))}
+        for label_id, name in sorted(labels.items())
+    ]
+
+
+def sidecar_path(out_path: Path) -> Path:
+    """`case.nii.gz` -> `case.json` beside it."""
+    name = out_path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return out_path.with_name(name[: -len(suffix)] + ".json")
+    return out_path.with_suffix(".json")
+
+
+def write_labelmap(volume: Volume, labelmap: np.ndarray, labels: dict[int, str], out_path: str | Path) -> Path:
+    """Save a canonical (I, J, K) integer labelmap as NIfTI on the input grid, plus its JSON table."""
+    out_path = Path(out_path)
+    if labelmap.shape != volume.shape:
+        raise LimisError(f"labelmap shape {labelmap.shape} does not match the image {volume.shape}.")
+    dtype = np.uint8 if max(labels, default=0) < 256 else np.uint16
+    data = volume.to_source(labelmap.astype(dtype))
+    if volume.source_kind == "image2d":
+        data = data[:, :, 0] if data.ndim == 3 and data.shape[2] == 1 else data
+    header = volume.source_header.copy() if volume.source_header is not None else None
+    image = nib.Nifti1Image(data.reshape(volume.source_shape), volume.source_affine, header=header)
+    image.set_data_dtype(dtype)
+    image.header["scl_slope"], image.header["scl_inter"] = 1.0, 0.0
+    if header is None:
+        image.set_qform(volume.source_affine, code=1)
+        image.set_sform(volume.source_affine, code=1)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(image, str(out_path))
+    table = {"image": Path(volume.path).name, "labels": label_table(labels)}
+    sidecar_path(out_path).write_text(json.dumps(table, indent=2))
+    return out_path
+
+
+def write_dicom_seg(volume: Volume, labelmap: np.ndarray, labels: dict[int, str], out_path: str | Path) -> Path:
+    """Save the labelmap as a DICOM Segmentation object referencing the input DICOM series."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    if volume.source_kind != "dicom" or not volume.dicom_datasets:
+        raise LimisError("DICOM-SEG needs a DICOM input series; write a NIfTI labelmap instead.")
+    present = [label_id for label_id in sorted(labels) if np.any(labelmap == label_id)]
+    if not present:
+        raise LimisError("no structure has any voxel; nothing to write as DICOM-SEG.")
+    source = volume.to_source(labelmap)  # (columns, rows, slices) in series order
+    segment_map = np.zeros(source.shape[::-1], dtype=np.uint8)  # (slices, rows, columns)
+    descriptions = []
+    for number, label_id in enumerate(present, start=1):
+        segment_map[np.transpose(source, (2, 1, 0)) == label_id] = number
+        descriptions.append(
+            hd.seg.SegmentDescription(
+                segment_number=number,
+                segment_label=labels[label_id][:64],
+                segmented_property_category=codes.SCT.Organ,
+                segmented_property_type=hd.sr.CodedConcept(
+                    value=f"LIMIS{label_id:04d}", scheme_designator="99LIMIS", meaning=labels[label_id][:64]
+                ),
+                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=hd.AlgorithmIdentificationSequence(
+                    name="LIMIS", version=_version(), family=codes.cid7162.ArtificialIntelligence
+                ),
+            )
+        )
+    first = volume.dicom_datasets[0]
+    seg = hd.seg.Segmentation(
+        source_images=volume.dicom_datasets,
+        pixel_array=segment_map,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=max(int(first.get("SeriesNumber", 1) or 1), 1) + 1000,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="LIMIS",
+        manufacturer_model_name="LIMIS",
+        software_versions=_version(),
+        device_serial_number="0",
+    )
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(str(out_path))
+    return out_path
+
+
+def _version() -> str:
+    from limis import __version__
+
+    return __version__

@@ -1,0 +1,236 @@
+"""Phrase -> boxes -> masks over a whole volume, slice by slice with box propagation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from limis.detect.base import Box, Detection, Detector, SliceImage, box_from_mask
+from limis.imaging.display import Plane, Window, insert_display_slice, slice_count
+from limis.imaging.volume import Volume
+from limis.pipeline.laterality import keep_side
+from limis.pipeline.slices import choose_window, slice_image
+from limis.segment.base import Prompt, SegmentResult
+from limis.segment.cache import EmbeddingCache
+
+Progress = Callable[[int, int, str], None]
+_PLANE_SLICE_AXIS = {Plane.AXIAL: 2, Plane.CORONAL: 1, Plane.SAGITTAL: 0}
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """Inference options; one set of defaults, callers pass only what they change."""
+
+    plane: Plane = Plane.AXIAL
+    window: str | None = None  # CT preset name; None = modality default
+    largest_component: bool = True
+    detect_stride: int = 2  # run a (learned) detector on every n-th slice to find the z-range
+    min_detection_score: float = 0.3
+    propagation_margin: float = 0.1  # fraction of the box size added on each side when propagating
+    min_mask_pixels: int = 3
+    min_quality: float = 0.3  # stop propagating below this predicted IoU
+
+
+@dataclass
+class StructureResult:
+    """What was found for one structure; `found` False means it is not in this image."""
+
+    structure: str
+    label_id: int
+    voxels: int = 0
+    volume_ml: float = 0.0
+    score: float = 0.0
+    slice_range: tuple[int, int] | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.voxels > 0
+
+
+@dataclass
+class VolumeSegmentation:
+    """A canonical labelmap with its label table and per-structure results."""
+
+    labelmap: np.ndarray
+    labels: dict[int, str]
+    results: list[StructureResult] = field(default_factory=list)
+
+
+class GroundedPipeline:
+    """Drives a Detector and a Segmenter over a volume; holds no per-image state besides its cache."""
+
+    def __init__(self, detector: Detector, cache: EmbeddingCache) -> None:
+        self.detector = detector
+        self.cache = cache
+
+    @property
+    def segmenter(self):
+        return self.cache.segmenter
+
+    def segment(
+        self,
+        volume: Volume,
+        structures: Sequence[str],
+        options: SegmentOptions = SegmentOptions(),
+        progress: Progress | None = None,
+    ) -> VolumeSegmentation:
+        """One labelmap for all structures (ids 1..N in the order given; earlier ones keep overlaps)."""
+        window = choose_window(volume, options.window)
+        labelmap = np.zeros(volume.shape, dtype=np.uint16)
+        labels: dict[int, str] = {}
+        results = []
+        for label_id, structure in enumerate(structures, start=1):
+            labels[label_id] = structure
+            mask, score = self.segment_structure(volume, structure, window, options, progress)
+            if options.largest_component and mask.any():
+                mask = largest_component(mask)
+            mask &= labelmap == 0
+            labelmap[mask] = label_id
+            results.append(self._summary(volume, structure, label_id, mask, score, options.plane))
+        return VolumeSegmentation(labelmap, labels, results)
+
+    def segment_structure(
+        self, volume: Volume, structure: str, window: Window, options: SegmentOptions, progress: Progress | None = None
+    ) -> tuple[np.ndarray, float]:
+        """Boolean canonical mask of one structure and the best detector score (0 if not found)."""
+        plane = Plane(options.plane)
+        mask = np.zeros(volume.shape, dtype=bool)
+        seeds = self._find_seeds(volume, structure, window, options)
+        if not seeds:
+            return mask, 0.0
+        slice_masks = self._propagate(volume, seeds, window, options, progress, structure)
+        for index, view in slice_masks.items():
+            insert_display_slice(mask, plane, index, view)
+        return mask, max(d.score for d in seeds.values())
+
+    def _find_seeds(self, volume: Volume, structure: str, window: Window, options: SegmentOptions) -> dict[int, Detection]:
+        """Best detection of the structure per examined slice."""
+        plane = Plane(options.plane)
+        slices_with = getattr(self.detector, "slices_with", None)
+        if slices_with is not None:  # oracle: examine exactly the slices the reference covers
+            indices = slices_with(structure, _PLANE_SLICE_AXIS[plane]).tolist()
+        else:
+            indices = list(range(0, slice_count(volume.shape, plane), max(1, options.detect_stride)))
+        images = [slice_image(volume, plane, i, window) for i in indices]
+        found = self._detect(images, structure)
+        seeds = {}
+        for image, detections in zip(images, found):
+            good = [d for d in detections if d.score >= options.min_detection_score]
+            if good:
+                seeds[image.geometry.index] = max(good, key=lambda d: d.score)
+        return seeds
+
+    def _detect(self, images: list[SliceImage], structure: str) -> list[list[Detection]]:
+        """Detections for `structure` on each image; sides come from geometry when the model has no notion of them."""
+        from limis.vocab import get_structure
+
+        entry = get_structure(structure)
+        asks_side = entry.laterality is not None and not getattr(self.detector, "understands_laterality", False)
+        query = entry.base if asks_side else structure
+        batch = getattr(self.detector, "detect_batch", None)
+        raw = batch(images, [query]) if batch else [self.detector.detect(image, [query]) for image in images]
+        if not asks_side:
+            return raw
+        return [
+            [Detection(structure, d.box, d.score, d.phrase) for d in keep_side(dets, entry.laterality, image)]
+            for image, dets in zip(images, raw)
+        ]
+
+    def _propagate(
+        self,
+        volume: Volume,
+        seeds: dict[int, Detection],
+        window: Window,
+        options: SegmentOptions,
+        progress: Progress | None,
+        structure: str,
+    ) -> dict[int, np.ndarray]:
+        """Segment from the best seed outward; seeds re-anchor the box, gaps reuse the last mask's box."""
+        plane = Plane(options.plane)
+        count = slice_count(volume.shape, plane)
+        every_slice_seeded = getattr(self.detector, "slices_with", None) is not None
+        low, high = min(seeds), max(seeds)
+        reach = 0 if every_slice_seeded else max(1, options.detect_stride) - 1
+        first, last = max(0, low - reach), min(count - 1, high + reach)
+        images = {i: slice_image(volume, plane, i, window) for i in range(first, last + 1)}
+        embeddings = dict(zip(images, self.cache.get_many(list(images.values()))))
+        start = max(seeds, key=lambda i: (seeds[i].score, _area(seeds[i].box)))
+        masks: dict[int, np.ndarray] = {}
+        total, done = last - first + 1, 0
+        for step in (1, -1):
+            previous: np.ndarray | None = None
+            index = start if step == 1 else start - 1
+            if step == -1:
+                previous = masks.get(start)
+            while first <= index <= last:
+                if every_slice_seeded and index not in seeds:
+                    break
+                box = _next_box(index, seeds, previous, options.propagation_margin, images[index].pixels.shape)
+                if box is None:
+                    break
+                result = self._segment_box(embeddings[index], box)
+                done += 1
+                if progress:
+                    progress(done, total, structure)
+                too_small = result.mask.sum() < options.min_mask_pixels
+                if not every_slice_seeded and (too_small or (index not in seeds and result.score < options.min_quality)):
+                    break
+                masks[index] = result.mask
+                previous = result.mask
+                index += step
+        return masks
+
+    def _segment_box(self, embedding, box: Box) -> SegmentResult:
+        return self.segmenter.segment(embedding, [Prompt(box=box)])[0]
+
+    def _summary(
+        self, volume: Volume, structure: str, label_id: int, mask: np.ndarray, score: float, plane: Plane
+    ) -> StructureResult:
+        voxels = int(mask.sum())
+        axis = _PLANE_SLICE_AXIS[Plane(plane)]
+        covered = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        return StructureResult(
+            structure=structure,
+            label_id=label_id,
+            voxels=voxels,
+            volume_ml=voxels * volume.voxel_volume_ml,
+            score=score,
+            slice_range=(int(covered[0]), int(covered[-1])) if covered.size else None,
+        )
+
+
+def _next_box(
+    index: int, seeds: dict[int, Detection], previous: np.ndarray | None, margin: float, shape: tuple[int, int]
+) -> Box | None:
+    """The seed's box where the detector looked, else the previous slice's mask box grown by `margin`."""
+    if index in seeds:
+        return seeds[index].box
+    return _expand(box_from_mask(previous), margin, shape) if previous is not None else None
+
+
+def _area(box: Box) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def _expand(box: Box | None, margin: float, shape: tuple[int, int]) -> Box | None:
+    """Grow a box by `margin` of its size on each side (at least one pixel), clipped to the slice."""
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    dx = max(1.0, (x1 - x0) * margin)
+    dy = max(1.0, (y1 - y0) * margin)
+    rows, cols = shape
+    return max(0.0, x0 - dx), max(0.0, y0 - dy), min(cols - 1.0, x1 + dx), min(rows - 1.0, y1 + dy)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected component of a boolean 3D mask."""
+    labelled, count = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labelled.ravel())
+    sizes[0] = 0
+    return labelled == int(np.argmax(sizes))

@@ -1,0 +1,543 @@
+"""Phrase -> canonical structures: "segment the left kidney" -> ("kidney_left",).
+
+Left and right always mean the patient's side. The parser only records the side the user
+named; it never looks at an image, so it cannot confuse image left with patient left.
+
+Matching order for one phrase:
+1. an exact canonical name ("kidney_left", "vertebrae_L2") names that structure;
+2. the whole normalised phrase as a vocabulary term ("l spine", "lul");
+3. the phrase without its side words: numbered families ("7th rib", "L2"), then
+   vocabulary terms, then the same words in any order ("lobe upper" = "upper lobe").
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from limis.errors import VocabularyError
+from limis.vocab.registry import SIDES, Group, NumberedFamily, Structure, Vocabulary, load_vocabulary
+
+_SIDE_WORDS = {
+    "left": "left", "l": "left", "lt": "left", "sinister": "left", "sinistra": "left", "sinistrum": "left",
+    "right": "right", "r": "right", "rt": "right", "dexter": "right", "dextra": "right", "dextrum": "right",
+}
+_BOTH_WORDS = frozenset({"both", "bilateral", "bilaterally"})
+# Requests wrapped around a structure name; only removed from the start of a phrase.
+_LEADING_WORDS = frozenset({
+    "please", "kindly", "can", "could", "would", "will", "you", "i", "we", "want", "need", "like", "to",
+    "let", "me", "us", "where", "is", "are", "what", "which", "segment", "segmentation", "show", "outline",
+    "find", "highlight", "mark", "select", "get", "delineate", "contour", "locate", "detect", "draw",
+    "display", "identify", "label", "annotate", "trace", "extract", "give", "mask", "box", "the", "a", "an",
+})
+_STOPWORDS = frozenset({
+    "the", "a", "an", "my", "our", "this", "that", "these", "those", "of", "patient", "patients", "on",
+    "in", "for", "side", "sided", "all", "please", "me", "image", "scan", "ct", "mri", "mr", "slice",
+    "volume", "study", "number", "no",
+})
+_IRREGULAR_PLURALS = {
+    "vertebrae": "vertebra", "femora": "femur", "humeri": "humerus", "glutei": "gluteus", "atria": "atrium",
+    "costae": "costa", "renes": "ren", "venae": "vena", "cavae": "cava",
+}
+_NUMBER_WORDS = {
+    word: n
+    for n, words in enumerate(
+        [("one", "first"), ("two", "second"), ("three", "third"), ("four", "fourth"), ("five", "fifth"),
+         ("six", "sixth"), ("seven", "seventh"), ("eight", "eighth"), ("nine", "ninth"), ("ten", "tenth"),
+         ("eleven", "eleventh"), ("twelve", "twelfth")],
+        start=1,
+    )
+    for word in words
+}
+_NUMBER_RE = re.compile(r"^(\d{1,2})(?:st|nd|rd|th)?$")
+_SHORTHAND_RE = re.compile(r"^([a-z]{1,2})(\d{1,2})$")
+_LIST_SEPARATOR_RE = re.compile(r"(,|;|\+|&|\n|\band\b|\bplus\b|\bas well as\b)", re.IGNORECASE)
+_LIST_HINT = "Run `limis vocab` to list all structures."
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a phrase names.
+
+    `structures` are canonical names in vocabulary order; `laterality` is the side the user
+    stated ("left" | "right" | None; "both" is recorded as None), always the patient's side.
+    `matched` is the normalised vocabulary term that matched. `kind` is "structure" when the
+    phrase names exactly one structure, "group" when it names several.
+    """
+
+    phrase: str
+    structures: tuple[str, ...]
+    laterality: str | None
+    matched: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What a vocabulary term points at; `side` is set when the term itself carries a side."""
+
+    kind: str  # "structure" | "concept" | "group"
+    key: str
+    side: str | None = None
+
+
+class _UnknownPhrase(Exception):
+    """No vocabulary term matched; turned into a VocabularyError with suggestions by resolve()."""
+
+
+@dataclass(frozen=True)
+class _Index:
+    terms: dict[str, _Target]
+    bags: dict[str, tuple[str, _Target] | None]  # sorted words -> (term, target); None if ambiguous
+    identifiers: dict[str, str]  # lower-case canonical name -> canonical name
+    family_terms: dict[str, str]  # "lumbar vertebra" -> family id
+    family_nouns: dict[str, frozenset[str]]  # family id -> words allowed next to "L2"
+    prefixes: dict[str, str]  # "l" -> family id
+    candidates: tuple[tuple[str, str], ...]  # (normalised term, display that resolves to it)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def _words(text: str) -> list[str]:
+    """Lower-case ASCII words; punctuation, hyphens and underscores become spaces."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    text = re.sub(r"'s\b", "", text)
+    text = re.sub(r"\b(c|th|t|d|l|s)-(\d{1,2})\b", r"\1\2", text)  # "L-2" -> "l2"
+    return re.sub(r"[^a-z0-9]+", " ", text).split()
+
+
+def _singular(word: str) -> str:
+    if word in _IRREGULAR_PLURALS:
+        return _IRREGULAR_PLURALS[word]
+    if len(word) <= 3 or word.endswith(("ss", "us", "is", "as", "os")):
+        return word  # pancreas, humerus, pelvis, nephros are already singular
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith("ae"):
+        return word[:-1]
+    if word.endswith("s"):
+        return word[:-1]
+    return word
+
+
+def _normalise(text: str, strip_leading: bool = True) -> list[str]:
+    words = _words(text)
+    if strip_leading:
+        while words and words[0] in _LEADING_WORDS:
+            words = words[1:]
+    return [_singular(word) for word in words if word not in _STOPWORDS]
+
+
+def _key(text: str) -> str:
+    return " ".join(_normalise(text, strip_leading=False))
+
+
+def _bag(words: Iterable[str]) -> str:
+    return " ".join(sorted(words))
+
+
+def _split_side(words: list[str]) -> tuple[str | None, list[str]]:
+    """Remove side words; returns ("left" | "right" | "both" | None, remaining words)."""
+    sides: set[str] = set()
+    core = []
+    for i, word in enumerate(words):
+        if word in _SIDE_WORDS:
+            sides.add(_SIDE_WORDS[word])
+        elif word in _BOTH_WORDS:
+            sides.update(SIDES)
+        elif word == "and" and any(
+            0 <= j < len(words) and words[j] in _SIDE_WORDS for j in (i - 1, i + 1)
+        ):
+            continue  # "left and right kidney"
+        else:
+            core.append(word)
+    if len(sides) == 2:
+        return "both", core
+    return next(iter(sides), None), core
+
+
+def _number(word: str) -> int | None:
+    if word in _NUMBER_WORDS:
+        return _NUMBER_WORDS[word]
+    match = _NUMBER_RE.match(word)
+    return int(match.group(1)) if match else None
+
+
+# --------------------------------------------------------------------------- index
+
+
+def _pair_display(vocab: Vocabulary, base: str) -> str:
+    """A display that names a concept on every side it has (e.g. "Kidney" = both kidneys)."""
+    concept = vocab.concepts[base]
+    names = list(concept.structures.values())
+    if len(names) == 1:
+        return vocab.structures[names[0]].display
+    return concept.display[:1].upper() + concept.display[1:]
+
+
+def _concept_target(vocab: Vocabulary, base: str) -> _Target:
+    concept = vocab.concepts[base]
+    if None in concept.structures:
+        return _Target("structure", concept.structures[None])
+    return _Target("concept", base)
+
+
+def _curated_terms(vocab: Vocabulary) -> list[tuple[str, _Target]]:
+    terms = []
+    for base, concept in vocab.concepts.items():
+        terms += [(synonym, _concept_target(vocab, base)) for synonym in concept.synonyms]
+        for side, synonyms in concept.side_synonyms.items():
+            target = _Target("structure", concept.structures[side], side)
+            terms += [(synonym, target) for synonym in synonyms]
+    for group_id, group in vocab.groups.items():
+        terms += [(synonym, _Target("group", group_id)) for synonym in group.synonyms]
+    return terms
+
+
+def _automatic_terms(vocab: Vocabulary) -> list[tuple[str, _Target]]:
+    """Ids and displays; they never override a curated synonym, the first one wins."""
+    terms = []
+    for base, concept in vocab.concepts.items():
+        target = _concept_target(vocab, base)
+        terms += [(base.replace("_", " "), target), (concept.display, target)]
+    for group_id, group in vocab.groups.items():
+        terms += [(group_id.replace("_", " "), _Target("group", group_id)), (group.display, _Target("group", group_id))]
+    return terms
+
+
+def _candidates(vocab: Vocabulary, terms: dict[str, _Target]) -> tuple[tuple[str, str], ...]:
+    """(term, display) pairs for suggestions; every display resolves to what the term names."""
+    out = [(_key(s.display), s.display) for s in vocab.structures.values()]
+    for term, target in terms.items():
+        if target.kind == "structure":
+            out.append((term, vocab.structures[target.key].display))
+        elif target.kind == "concept":
+            concept = vocab.concepts[target.key]
+            out.append((term, _pair_display(vocab, target.key)))
+            out += [(f"{side} {term}", vocab.structures[name].display) for side, name in concept.structures.items()]
+        else:
+            group = vocab.groups[target.key]
+            out.append((term, group.display))
+            sides = {vocab.structures[m].laterality for m in group.members} - {None}
+            out += [(f"{side} {term}", f"{side.capitalize()} {group.synonyms[0]}") for side in sorted(sides)]
+    return tuple(dict.fromkeys(out))
+
+
+def _family_tables(vocab: Vocabulary) -> tuple[dict[str, str], dict[str, frozenset[str]], dict[str, str]]:
+    family_terms: dict[str, str] = {}
+    family_nouns: dict[str, frozenset[str]] = {}
+    prefixes: dict[str, str] = {}
+    for family_id, family in vocab.families.items():
+        for term in family.terms:
+            if family_terms.setdefault(_key(term), family_id) != family_id:
+                raise ValueError(f"structures.json: numbered term {term!r} is used by two families")
+        family_nouns[family_id] = frozenset(_key(word) for word in family.nouns + family.terms)
+        for prefix in family.prefixes:
+            if prefixes.setdefault(prefix, family_id) != family_id:
+                raise ValueError(f"structures.json: prefix {prefix!r} is used by two families")
+    return family_terms, family_nouns, prefixes
+
+
+@lru_cache(maxsize=1)
+def _index() -> _Index:
+    vocab = load_vocabulary()
+    terms: dict[str, _Target] = {}
+    for synonym, target in _curated_terms(vocab):
+        key = _key(synonym)
+        if terms.setdefault(key, target) != target:
+            raise ValueError(f"structures.json: synonym {synonym!r} names both {terms[key].key!r} and {target.key!r}")
+    for text, target in _automatic_terms(vocab):
+        terms.setdefault(_key(text), target)
+
+    bags: dict[str, tuple[str, _Target] | None] = {}
+    for term, target in terms.items():
+        bag = _bag(term.split())
+        if bag in bags and (bags[bag] is None or bags[bag][1] != target):
+            bags[bag] = None
+        else:
+            bags[bag] = (term, target)
+
+    family_terms, family_nouns, prefixes = _family_tables(vocab)
+    return _Index(
+        terms=terms,
+        bags=bags,
+        identifiers={name.lower(): name for name in vocab.structures},
+        family_terms=family_terms,
+        family_nouns=family_nouns,
+        prefixes=prefixes,
+        candidates=_candidates(vocab, terms),
+    )
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def _the(display: str) -> str:
+    """'Liver' -> 'the liver'; keeps capitals of codes such as 'L2 vertebra'."""
+    if len(display) > 1 and (display[1].isupper() or display[1].isdigit()):
+        return f"the {display}"
+    return f"the {display[:1].lower()}{display[1:]}"
+
+
+def _unpaired(phrase: str, display: str, side: str) -> VocabularyError:
+    said = "'both'" if side == "both" else f"'{side}'"
+    return VocabularyError(
+        f"'{phrase}': {_the(display)} is unpaired, so {said} does not apply. "
+        f"Did you mean: {display}? Leave out the side.",
+        suggestions=[display],
+    )
+
+
+def _side_missing(phrase: str, what: str, have: list[Structure]) -> VocabularyError:
+    sides = " and ".join(s.laterality or "" for s in have)
+    displays = [s.display for s in have]
+    return VocabularyError(
+        f"'{phrase}': the vocabulary has {what} only on the {sides} side. Did you mean: {', '.join(displays)}?",
+        suggestions=displays,
+    )
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def _pick_side(
+    phrase: str, names: tuple[str, ...], side: str | None, what: str, vocab: Vocabulary
+) -> tuple[str, ...]:
+    """Keep the structures on the stated side; refuse when the side does not apply."""
+    if side is None:
+        return names
+    wanted = SIDES if side == "both" else (side,)
+    sided = [vocab.structures[n] for n in names if vocab.structures[n].laterality is not None]
+    if not sided:
+        raise _unpaired(phrase, what, side)
+    picked = tuple(s.name for s in sided if s.laterality in wanted)
+    if side == "both" and len({s.laterality for s in sided}) < 2 or not picked:
+        raise _side_missing(phrase, _the(what).removeprefix("the ").lower(), sided)
+    return picked
+
+
+def _from_target(phrase: str, target: _Target, side: str | None, matched: str) -> Resolution:
+    vocab = load_vocabulary()
+    if target.side is not None:
+        if side not in (None, target.side):
+            name = vocab.structures[target.key].display
+            raise VocabularyError(
+                f"'{phrase}': '{matched}' already means the {target.side} side, so '{side}' contradicts it. "
+                f"Did you mean: {name}?",
+                suggestions=[name],
+            )
+        side = target.side
+    if target.kind == "structure":
+        structure = vocab.structures[target.key]
+        names = _pick_side(phrase, (structure.name,), side, structure.display, vocab)
+    elif target.kind == "concept":
+        concept = vocab.concepts[target.key]
+        names = _pick_side(phrase, tuple(concept.structures.values()), side, _pair_display(vocab, target.key), vocab)
+    else:
+        group: Group = vocab.groups[target.key]
+        names = _pick_side(phrase, group.members, side, group.display, vocab)
+    return Resolution(
+        phrase=phrase,
+        structures=names,
+        laterality=side if side in SIDES else None,
+        matched=matched,
+        kind="structure" if len(names) == 1 else "group",
+    )
+
+
+def _numbered(phrase: str, family: NumberedFamily, n: int, side: str | None, matched: str) -> Resolution:
+    vocab = load_vocabulary()
+    if not family.first <= n <= family.last:
+        sides = family.sides[:1] or (None,)
+        nearest = sorted(range(family.first, family.last + 1), key=lambda k: abs(k - n))[:3]
+        displays = [vocab.structures[family.members[(sides[0], k)]].display for k in nearest]
+        first = vocab.structures[family.members[(sides[0], family.first)]].display
+        last = vocab.structures[family.members[(sides[0], family.last)]].display
+        raise VocabularyError(
+            f"'{phrase}': there is no {family.label} {n}; the vocabulary has {first} to {last}. "
+            f"Did you mean: {', '.join(displays)}?",
+            suggestions=displays,
+        )
+    names = tuple(family.members[(s, n)] for s in family.sides or (None,))
+    names = _pick_side(phrase, names, side, vocab.structures[names[0]].display if len(names) == 1 else family.label, vocab)
+    return Resolution(
+        phrase=phrase,
+        structures=names,
+        laterality=side if side in SIDES else None,
+        matched=matched,
+        kind="structure" if len(names) == 1 else "group",
+    )
+
+
+def _try_numbered(phrase: str, core: list[str], side: str | None, index: _Index) -> Resolution | None:
+    """'7th rib', 'rib 7', 'second lumbar vertebra', 'L2', 'L2 vertebra'; None if not numbered."""
+    vocab = load_vocabulary()
+    numbers = [(i, n) for i, word in enumerate(core) if (n := _number(word)) is not None]
+    shorthands = [
+        (i, m) for i, word in enumerate(core)
+        if (m := _SHORTHAND_RE.match(word)) and m.group(1) in index.prefixes
+    ]
+    if len(shorthands) == 1 and not numbers:
+        i, match = shorthands[0]
+        family_id = index.prefixes[match.group(1)]
+        rest = " ".join(core[:i] + core[i + 1:])
+        if rest and rest not in index.family_nouns[family_id]:
+            return None
+        n = int(match.group(2))
+        return _numbered(phrase, vocab.families[family_id], n, side, f"{match.group(1)}{n}")
+    if len(numbers) == 1 and not shorthands:
+        i, n = numbers[0]
+        rest = " ".join(core[:i] + core[i + 1:])
+        if rest not in index.family_terms:
+            return None
+        return _numbered(phrase, vocab.families[index.family_terms[rest]], n, side, f"{rest} {n}")
+    return None
+
+
+def _resolve(phrase: str) -> Resolution:
+    """Resolve or raise: VocabularyError for a known phrase used wrongly, _UnknownPhrase otherwise."""
+    if not isinstance(phrase, str):
+        raise TypeError(f"phrase must be a str, not {type(phrase).__name__}")
+    index = _index()
+    vocab = load_vocabulary()
+    identifier = index.identifiers.get(phrase.strip().lower())
+    if identifier is not None:
+        structure = vocab.structures[identifier]
+        return Resolution(phrase, (identifier,), structure.laterality, identifier, "structure")
+
+    words = _normalise(phrase)
+    if not words:
+        raise VocabularyError(
+            f"Empty structure phrase {phrase!r}. Name a structure, e.g. 'left kidney'. {_LIST_HINT}"
+        )
+    full = " ".join(words)
+    if full in index.terms:
+        return _from_target(phrase, index.terms[full], None, full)
+
+    side, core = _split_side(words)
+    numbered = _try_numbered(phrase, core, side, index)
+    if numbered is not None:
+        return numbered
+    key = " ".join(core)
+    if key in index.terms:
+        return _from_target(phrase, index.terms[key], side, key)
+    by_bag = index.bags.get(_bag(core)) if core else None
+    if by_bag is not None:
+        term, target = by_bag
+        return _from_target(phrase, target, side, term)
+    raise _UnknownPhrase(phrase)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def resolve(phrase: str) -> Resolution:
+    """Resolve one phrase ("left kidney", "L2", "ribs") to canonical structures.
+
+    Raises VocabularyError (one-line message, `.suggestions` = closest known terms) when the
+    phrase names nothing known, or names a side that the structure does not have.
+    """
+    try:
+        return _resolve(phrase)
+    except _UnknownPhrase:
+        suggestions = suggest(phrase)
+        raise VocabularyError(
+            f"Unknown structure '{phrase}'. Did you mean: {', '.join(suggestions)}? {_LIST_HINT}",
+            suggestions=suggestions,
+        ) from None
+
+
+def resolve_many(text: str) -> list[Resolution]:
+    """Resolve a list such as "liver and spleen", "liver, spleen" or "kidneys + aorta".
+
+    Commas and "and" also occur inside single phrases ("kidney, left", "left and right kidney",
+    "portal vein and splenic vein"), so the longest run of parts that resolves is taken first.
+    Raises VocabularyError for the first part that resolves to nothing.
+    """
+    pieces = _LIST_SEPARATOR_RE.split(text)
+    chunks, separators = pieces[0::2], pieces[1::2]
+
+    def joined(i: int, j: int) -> str:
+        out = chunks[i]
+        for k in range(i + 1, j):
+            out += separators[k - 1] + chunks[k]
+        return out
+
+    results: list[Resolution] = []
+    i = 0
+    while i < len(chunks):
+        if not _normalise(chunks[i]):
+            i += 1
+            continue
+        for j in range(len(chunks), i, -1):
+            try:
+                results.append(_resolve(joined(i, j).strip()))
+            except (VocabularyError, _UnknownPhrase):
+                continue
+            i = j
+            break
+        else:
+            resolve(chunks[i].strip())  # raises the error for this part
+    if not results:
+        resolve(text)  # raises: nothing but separators and filler words
+    return results
+
+
+def suggest(phrase: str, n: int = 3) -> list[str]:
+    """The `n` closest known terms, as displays that resolve ("Left kidney", "Ribs")."""
+    query = " ".join(_normalise(phrase)) or phrase.strip().lower()
+    matcher = difflib.SequenceMatcher(autojunk=False)
+    matcher.set_seq2(query)
+    scored = []
+    for position, (term, display) in enumerate(_index().candidates):
+        matcher.set_seq1(term)
+        scored.append((-matcher.ratio(), position, display))
+    scored.sort()
+    return list(dict.fromkeys(display for _, _, display in scored))[:n]
+
+
+def all_structures() -> list[Structure]:
+    """Every canonical structure, in vocabulary order (abdomen to bones, then ribs and vertebrae)."""
+    return list(load_vocabulary().structures.values())
+
+
+def all_groups() -> list[Group]:
+    """Every named group ("ribs", "lumbar_spine", ...)."""
+    return list(load_vocabulary().groups.values())
+
+
+def get_structure(name: str) -> Structure:
+    """The structure with this canonical name; VocabularyError (with suggestions) if unknown."""
+    vocab = load_vocabulary()
+    if name in vocab.structures:
+        return vocab.structures[name]
+    exact = _index().identifiers.get(str(name).strip().lower())
+    if exact is not None:
+        return vocab.structures[exact]
+    close = difflib.get_close_matches(str(name), list(vocab.structures), n=3, cutoff=0.0)
+    raise VocabularyError(
+        f"Unknown canonical structure name '{name}'. Did you mean: {', '.join(close)}? "
+        "Use resolve() for free-text phrases.",
+        suggestions=close,
+    )
+
+
+def label_set_names() -> list[str]:
+    """Names of the packaged dataset label tables ("totalsegmentator_total", "amos", ...)."""
+    return list(load_vocabulary().label_sets)
+
+
+def label_set(name: str) -> dict[int, str]:
+    """Dataset label id -> canonical name, e.g. label_set("totalsegmentator_total")[3] == "kidney_left"."""
+    tables = load_vocabulary().label_sets
+    if name not in tables:
+        raise VocabularyError(
+            f"Unknown label set '{name}'. Known label sets: {', '.join(tables)}.",
+            suggestions=difflib.get_close_matches(name, list(tables), n=3, cutoff=0.0),
+        )
+    return dict(tables[name])
