@@ -19,6 +19,7 @@ class OracleDetector:
 
     name = "oracle"
     understands_laterality = True
+    dense_boxes = True  # a box on every slice the structure covers: no propagation needed
 
     def __init__(self, labels: np.ndarray, names: dict[int, str]) -> None:
         self.labels = labels
@@ -41,7 +42,7 @@ class OracleDetector:
                 found.append(Detection(structure, box, 1.0, structure))
         return found
 
-    def slices_with(self, structure: str, plane_axis: int) -> np.ndarray:
+    def candidate_slices(self, structure: str, plane_axis: int) -> np.ndarray:
         """Canonical indices along `plane_axis` where the structure has any voxel."""
         mask = np.isin(self.labels, self.ids_by_name.get(structure, []))
         other = tuple(a for a in range(3) if a != plane_axis)
@@ -49,17 +50,23 @@ class OracleDetector:
 
 
 class ManualDetector:
-    """Boxes given by a user or the demo, per structure, on specific slices or on any slice."""
+    """Boxes a user drew: {structure: {slice index: [boxes]}} on the plane being segmented."""
 
     name = "manual"
     understands_laterality = True
+    dense_boxes = False
 
-    def __init__(self, boxes: dict[str, list[Box]]) -> None:
+    def __init__(self, boxes: dict[str, dict[int, list[Box]]]) -> None:
         self.boxes = boxes
 
+    def candidate_slices(self, structure: str, plane_axis: int) -> np.ndarray:
+        """The slices the user drew on (the plane is the one being segmented)."""
+        return np.asarray(sorted(self.boxes.get(structure, {})), dtype=int)
+
     def detect(self, image: SliceImage, structures: Sequence[str]) -> list[Detection]:
+        index = image.geometry.index
         return [
             Detection(structure, tuple(float(v) for v in box), 1.0, structure)  # type: ignore[arg-type]
             for structure in structures
-            for box in self.boxes.get(structure, [])
+            for box in self.boxes.get(structure, {}).get(index, [])
         ]

@@ -86,7 +86,9 @@ def load_nifti(path: Path) -> Volume:
             f"{path}: {len(image.shape)}D NIfTI of shape {image.shape} is not a single volume; "
             "extract one 3D volume first (e.g. nibabel image.slicer[..., 0])."
         )
-    if not path.name.lower().endswith(".gz"):
+    if path.name.lower().endswith(".gz"):
+        _check_gzip_stream(path)
+    else:
         _check_uncompressed_length(path, image)
     try:
         data = np.asarray(image.dataobj).reshape(shape)
@@ -112,6 +114,16 @@ def _check_uncompressed_length(path: Path, image: nib.Nifti1Image) -> None:
             f"{path}: file holds {path.stat().st_size} bytes but its header needs {needed}; "
             "the file is truncated, re-export it."
         )
+
+
+def _check_gzip_stream(path: Path) -> None:
+    """Read the whole gzip stream once so a cut-off file (even just its CRC trailer) is caught."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 24):
+                pass
+    except (EOFError, OSError, zlib.error) as error:
+        raise ImageReadError(f"{path}: the compressed data is truncated or corrupt ({_short(error)}); re-export the file.") from error
 
 
 def _nifti_description(image: nib.Nifti1Image) -> str:

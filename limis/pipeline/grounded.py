@@ -109,9 +109,9 @@ class GroundedPipeline:
     def _find_seeds(self, volume: Volume, structure: str, window: Window, options: SegmentOptions) -> dict[int, Detection]:
         """Best detection of the structure per examined slice."""
         plane = Plane(options.plane)
-        slices_with = getattr(self.detector, "slices_with", None)
-        if slices_with is not None:  # oracle: examine exactly the slices the reference covers
-            indices = slices_with(structure, _PLANE_SLICE_AXIS[plane]).tolist()
+        candidate_slices = getattr(self.detector, "candidate_slices", None)
+        if candidate_slices is not None:  # oracle / manual: look exactly where the boxes are
+            indices = candidate_slices(structure, _PLANE_SLICE_AXIS[plane]).tolist()
         else:
             indices = list(range(0, slice_count(volume.shape, plane), max(1, options.detect_stride)))
         images = [slice_image(volume, plane, i, window) for i in indices]
@@ -151,7 +151,7 @@ class GroundedPipeline:
         """Segment from the best seed outward; seeds re-anchor the box, gaps reuse the last mask's box."""
         plane = Plane(options.plane)
         count = slice_count(volume.shape, plane)
-        every_slice_seeded = getattr(self.detector, "slices_with", None) is not None
+        every_slice_seeded = bool(getattr(self.detector, "dense_boxes", False))
         low, high = min(seeds), max(seeds)
         reach = 0 if every_slice_seeded else max(1, options.detect_stride) - 1
         first, last = max(0, low - reach), min(count - 1, high + reach)

@@ -14,10 +14,30 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from limis.errors import LimisError
 from limis.segment.base import Embedding, Prompt, SegmentResult
 from limis.weights import missing_pretrained_error, resolve_pretrained
 
 DEFAULT_MODEL = "facebook/sam-vit-base"
+
+
+def _check_model_type(config: Any, name_or_dir: str) -> None:
+    """Refuse a checkpoint of another architecture before transformers would fill it with random weights."""
+    if config.model_type != "sam":
+        raise LimisError(
+            f"'{name_or_dir}' holds a {config.model_type} model, not SAM; pass a SAM or MedSAM folder "
+            "to --segmenter hf-sam."
+        )
+
+
+def _check_complete(info: dict, name_or_dir: str) -> None:
+    """Strict loading: every weight must come from the checkpoint (transformers only logs what it initialised)."""
+    absent = [str(k) for k in [*info.get("missing_keys", ()), *info.get("mismatched_keys", ())]]
+    if absent:
+        raise LimisError(
+            f"'{name_or_dir}' does not fit the SAM architecture ({len(absent)} weights missing or mis-shaped, "
+            f"e.g. {absent[0]}); use the checkpoint's own folder from save_pretrained."
+        )
 
 
 class HFSamSegmenter:
@@ -37,14 +57,19 @@ class HFSamSegmenter:
 
         Raises `WeightsNotFoundError` (one line, saying where to put the files) when nothing loadable is found.
         """
-        from transformers import AutoImageProcessor, SamModel
+        from transformers import AutoConfig, AutoImageProcessor, SamModel
 
         source, local_only = resolve_pretrained(name_or_dir, "SAM (transformers)")
         try:
-            model = SamModel.from_pretrained(source, local_files_only=local_only)
+            config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+            _check_model_type(config, name_or_dir)
+            model, info = SamModel.from_pretrained(
+                source, config=config, local_files_only=local_only, output_loading_info=True
+            )
             processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
         except (OSError, ValueError, KeyError) as error:
             raise missing_pretrained_error(name_or_dir, "SAM model", error) from None
+        _check_complete(info, name_or_dir)
         return cls(model, processor, device=device, weights_path=name_or_dir)
 
     @property
@@ -68,7 +93,7 @@ class HFSamSegmenter:
         Each slice is float32 (rows, cols) in [0, 1]; it is replicated to 3 channels on a 0..255 scale
         because the processor rescales by 1/255 before applying its mean/std.
         """
-        images = [torch.as_tensor(np.ascontiguousarray(s, dtype=np.float32)).mul(255.0).expand(3, -1, -1) for s in slices]
+        images = [torch.as_tensor(np.asarray(s, dtype=np.float32) * 255.0).repeat(3, 1, 1) for s in slices]
         side = self.pixel_size
         batch = self.image_processor(
             images=images,

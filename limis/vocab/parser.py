@@ -4,7 +4,8 @@ Left and right always mean the patient's side. The parser only records the side 
 named; it never looks at an image, so it cannot confuse image left with patient left.
 
 Matching order for one phrase:
-1. an exact canonical name ("kidney_left", "vertebrae_L2") names that structure;
+1. a phrase with an underscore that is a canonical name ("kidney_left", "lung_left") names
+   exactly that structure;
 2. the whole normalised phrase as a vocabulary term ("l spine", "lul");
 3. the phrase without its side words: numbered families ("7th rib", "L2"), then
    vocabulary terms, then the same words in any order ("lobe upper" = "upper lobe").
@@ -20,7 +21,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from limis.errors import VocabularyError
-from limis.vocab.registry import SIDES, Group, NumberedFamily, Structure, Vocabulary, load_vocabulary
+from limis.vocab.registry import (
+    SIDES,
+    Group,
+    NumberedFamily,
+    Structure,
+    Vocabulary,
+    VocabularyDataError,
+    load_vocabulary,
+)
 
 _SIDE_WORDS = {
     "left": "left", "l": "left", "lt": "left", "sinister": "left", "sinistra": "left", "sinistrum": "left",
@@ -196,6 +205,12 @@ def _curated_terms(vocab: Vocabulary) -> list[tuple[str, _Target]]:
             terms += [(synonym, target) for synonym in synonyms]
     for group_id, group in vocab.groups.items():
         terms += [(synonym, _Target("group", group_id)) for synonym in group.synonyms]
+    for family in vocab.families.values():
+        for n, synonyms in family.extra_synonyms.items():
+            names = [family.members[(side, n)] for side in family.sides or (None,)]
+            if len(names) != 1:
+                raise VocabularyDataError(f"structures.json: numbered synonyms {synonyms} must name an unpaired structure")
+            terms += [(synonym, _Target("structure", names[0])) for synonym in synonyms]
     return terms
 
 
@@ -235,11 +250,11 @@ def _family_tables(vocab: Vocabulary) -> tuple[dict[str, str], dict[str, frozens
     for family_id, family in vocab.families.items():
         for term in family.terms:
             if family_terms.setdefault(_key(term), family_id) != family_id:
-                raise ValueError(f"structures.json: numbered term {term!r} is used by two families")
+                raise VocabularyDataError(f"structures.json: numbered term {term!r} is used by two families")
         family_nouns[family_id] = frozenset(_key(word) for word in family.nouns + family.terms)
         for prefix in family.prefixes:
             if prefixes.setdefault(prefix, family_id) != family_id:
-                raise ValueError(f"structures.json: prefix {prefix!r} is used by two families")
+                raise VocabularyDataError(f"structures.json: prefix {prefix!r} is used by two families")
     return family_terms, family_nouns, prefixes
 
 
@@ -250,7 +265,7 @@ def _index() -> _Index:
     for synonym, target in _curated_terms(vocab):
         key = _key(synonym)
         if terms.setdefault(key, target) != target:
-            raise ValueError(f"structures.json: synonym {synonym!r} names both {terms[key].key!r} and {target.key!r}")
+            raise VocabularyDataError(f"structures.json: synonym {synonym!r} names both {terms[key].key!r} and {target.key!r}")
     for text, target in _automatic_terms(vocab):
         terms.setdefault(_key(text), target)
 
@@ -293,11 +308,12 @@ def _unpaired(phrase: str, display: str, side: str) -> VocabularyError:
     )
 
 
-def _side_missing(phrase: str, what: str, have: list[Structure]) -> VocabularyError:
-    sides = " and ".join(s.laterality or "" for s in have)
+def _side_missing(phrase: str, display: str, have: list[Structure]) -> VocabularyError:
+    sides = " and ".join(dict.fromkeys(s.laterality or "" for s in have))
     displays = [s.display for s in have]
     return VocabularyError(
-        f"'{phrase}': the vocabulary has {what} only on the {sides} side. Did you mean: {', '.join(displays)}?",
+        f"'{phrase}': the vocabulary has {_the(display)} only on the {sides} side. "
+        f"Did you mean: {', '.join(displays)}?",
         suggestions=displays,
     )
 
@@ -316,8 +332,8 @@ def _pick_side(
     if not sided:
         raise _unpaired(phrase, what, side)
     picked = tuple(s.name for s in sided if s.laterality in wanted)
-    if side == "both" and len({s.laterality for s in sided}) < 2 or not picked:
-        raise _side_missing(phrase, _the(what).removeprefix("the ").lower(), sided)
+    if not picked or (side == "both" and len({s.laterality for s in sided}) < 2):
+        raise _side_missing(phrase, what, sided)
     return picked
 
 
@@ -337,7 +353,7 @@ def _from_target(phrase: str, target: _Target, side: str | None, matched: str) -
         names = _pick_side(phrase, (structure.name,), side, structure.display, vocab)
     elif target.kind == "concept":
         concept = vocab.concepts[target.key]
-        names = _pick_side(phrase, tuple(concept.structures.values()), side, _pair_display(vocab, target.key), vocab)
+        names = _pick_side(phrase, tuple(concept.structures.values()), side, concept.display, vocab)
     else:
         group: Group = vocab.groups[target.key]
         names = _pick_side(phrase, group.members, side, group.display, vocab)
@@ -353,18 +369,18 @@ def _from_target(phrase: str, target: _Target, side: str | None, matched: str) -
 def _numbered(phrase: str, family: NumberedFamily, n: int, side: str | None, matched: str) -> Resolution:
     vocab = load_vocabulary()
     if not family.first <= n <= family.last:
-        sides = family.sides[:1] or (None,)
+        shown_side = side if side in family.sides else (family.sides[:1] or (None,))[0]
         nearest = sorted(range(family.first, family.last + 1), key=lambda k: abs(k - n))[:3]
-        displays = [vocab.structures[family.members[(sides[0], k)]].display for k in nearest]
-        first = vocab.structures[family.members[(sides[0], family.first)]].display
-        last = vocab.structures[family.members[(sides[0], family.last)]].display
+        displays = [vocab.structures[family.members[(shown_side, k)]].display for k in nearest]
+        numbers = f"{family.first} to {family.last}" if family.last > family.first else f"{family.first} only"
         raise VocabularyError(
-            f"'{phrase}': there is no {family.label} {n}; the vocabulary has {first} to {last}. "
+            f"'{phrase}': there is no {family.label} {n} in the vocabulary (numbers {numbers}). "
             f"Did you mean: {', '.join(displays)}?",
             suggestions=displays,
         )
     names = tuple(family.members[(s, n)] for s in family.sides or (None,))
-    names = _pick_side(phrase, names, side, vocab.structures[names[0]].display if len(names) == 1 else family.label, vocab)
+    what = vocab.structures[names[0]].display if len(names) == 1 else family.label
+    names = _pick_side(phrase, names, side, what, vocab)
     return Resolution(
         phrase=phrase,
         structures=names,
@@ -405,7 +421,9 @@ def _resolve(phrase: str) -> Resolution:
         raise TypeError(f"phrase must be a str, not {type(phrase).__name__}")
     index = _index()
     vocab = load_vocabulary()
-    identifier = index.identifiers.get(phrase.strip().lower())
+    # Only identifier-looking phrases are read as raw canonical names: the plain word
+    # "vertebrae" means every vertebra, not TotalSegmentator-MR's single "vertebrae" label.
+    identifier = index.identifiers.get(phrase.strip().lower()) if "_" in phrase else None
     if identifier is not None:
         structure = vocab.structures[identifier]
         return Resolution(phrase, (identifier,), structure.laterality, identifier, "structure")
@@ -489,14 +507,21 @@ def resolve_many(text: str) -> list[Resolution]:
 
 
 def suggest(phrase: str, n: int = 3) -> list[str]:
-    """The `n` closest known terms, as displays that resolve ("Left kidney", "Ribs")."""
-    query = " ".join(_normalise(phrase)) or phrase.strip().lower()
+    """The `n` closest known terms, as displays that resolve ("Left kidney", "Ribs").
+
+    Score = string similarity + half the share of the term's words found in the phrase, so
+    "abdominal aorta" suggests "Aorta" and "liver and spleen" suggests both.
+    """
+    words = _normalise(phrase)
+    query = " ".join(words) or phrase.strip().lower()
     matcher = difflib.SequenceMatcher(autojunk=False)
     matcher.set_seq2(query)
     scored = []
     for position, (term, display) in enumerate(_index().candidates):
         matcher.set_seq1(term)
-        scored.append((-matcher.ratio(), position, display))
+        term_words = term.split()
+        overlap = sum(word in words for word in term_words) / len(term_words)
+        scored.append((-(matcher.ratio() + 0.5 * overlap), position, display))
     scored.sort()
     return list(dict.fromkeys(display for _, _, display in scored))[:n]
 
@@ -525,6 +550,24 @@ def get_structure(name: str) -> Structure:
         "Use resolve() for free-text phrases.",
         suggestions=close,
     )
+
+
+def display_name(name: str) -> str:
+    """Human-readable name: "kidney_left" -> "Left kidney"; a concept base "iliac_vena" -> "Common iliac vein".
+
+    Raises VocabularyError (a LimisError) for names that are neither.
+    """
+    vocab = load_vocabulary()
+    if name in vocab.structures:
+        return vocab.structures[name].display
+    if name in vocab.concepts:
+        return _pair_display(vocab, name)
+    return get_structure(name).display  # case-insensitive match, or raises with suggestions
+
+
+def synonyms_of(name: str) -> tuple[str, ...]:
+    """Phrases that name this canonical structure besides its display (laterality-free for paired ones)."""
+    return get_structure(name).synonyms
 
 
 def label_set_names() -> list[str]:

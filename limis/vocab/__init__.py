@@ -1,0 +1,43 @@
+"""Anatomy vocabulary: user phrases -> canonical structure names, and dataset label tables.
+
+Pure data plus pure Python; importing it loads neither torch nor numpy.
+
+    >>> from limis.vocab import resolve
+    >>> resolve("segment the left kidney").structures
+    ('kidney_left',)
+    >>> resolve("ribs").kind
+    'group'
+
+Left and right always mean the patient's side.
+"""
+
+from limis.vocab.parser import (
+    Resolution,
+    all_groups,
+    all_structures,
+    display_name,
+    get_structure,
+    label_set,
+    label_set_names,
+    resolve,
+    resolve_many,
+    suggest,
+    synonyms_of,
+)
+from limis.vocab.registry import Group, Structure
+
+__all__ = [
+    "Group",
+    "Resolution",
+    "Structure",
+    "all_groups",
+    "all_structures",
+    "display_name",
+    "get_structure",
+    "label_set",
+    "label_set_names",
+    "resolve",
+    "resolve_many",
+    "suggest",
+    "synonyms_of",
+]

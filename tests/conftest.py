@@ -1,0 +1,60 @@
+"""Shared fixtures: offline environment, paths to the read-only shared data, one LiteMedSAM."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+TOTALSEG = SHARED / "totalsegmentator_example"
+SAMMED2D = SHARED / "sammed2d_data_demo"
+
+
+@pytest.fixture(scope="session")
+def totalseg_dir() -> Path:
+    if not (TOTALSEG / "example_ct.nii.gz").exists():
+        pytest.skip(f"shared test data not found at {TOTALSEG} (needs ../shared/data beside the repo)")
+    return TOTALSEG
+
+
+@pytest.fixture(scope="session")
+def sammed2d_dir() -> Path:
+    if not (SAMMED2D / "images").exists():
+        pytest.skip(f"shared 2D test data not found at {SAMMED2D} (needs ../shared/data beside the repo)")
+    return SAMMED2D
+
+
+@pytest.fixture(scope="session")
+def total_names(totalseg_dir: Path) -> dict[int, str]:
+    table = json.loads((totalseg_dir / "label_map.json").read_text())["total"]
+    return {int(k): v for k, v in table.items()}
+
+
+@pytest.fixture(scope="session")
+def lps_copy(totalseg_dir: Path, tmp_path_factory) -> Path:
+    """example_ct.nii.gz re-saved with LPS array order (same physical image)."""
+    import nibabel as nib
+    from nibabel import orientations as ornt
+
+    image = nib.load(str(totalseg_dir / "example_ct.nii.gz"))
+    transform = ornt.ornt_transform(ornt.io_orientation(image.affine), ornt.axcodes2ornt(("L", "P", "S")))
+    resaved = image.as_reoriented(transform)
+    path = tmp_path_factory.mktemp("lps") / "example_ct_lps.nii.gz"
+    nib.save(resaved, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def litemedsam():
+    from limis.segment.builders import build_litemedsam
+
+    return build_litemedsam()
