@@ -14,17 +14,26 @@ import numpy as np
 import pytest
 
 pytest.importorskip("transformers")
-import torch  # noqa: E402
+import torch
 
-from limis.detect.base import Detection, SliceImage  # noqa: E402
-from limis.detect.grounding_dino import GroundingDinoDetector, label_prompt, structure_label  # noqa: E402
-from limis.errors import LimisError, WeightsNotFoundError  # noqa: E402
-from limis.imaging.display import Plane, SliceGeometry, Window  # noqa: E402
-from limis.segment.base import Prompt  # noqa: E402
-from limis.segment.hf_sam import HFSamSegmenter  # noqa: E402
+from limis.detect.base import Detection, Detector, SliceImage
+from limis.detect.grounding_dino import GroundingDinoDetector, label_prompt, structure_label
+from limis.errors import LimisError, WeightsNotFoundError
+from limis.imaging.display import Plane, SliceGeometry, Window
+from limis.segment.base import Prompt, Segmenter
+from limis.segment.hf_sam import HFSamSegmenter
 
 STRUCTURES = ["kidney_left", "liver", "spleen"]
 SAM_SIDE = 64  # tiny SAM input side; patch 8 -> 8x8 embedding -> 32x32 low-res masks
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core runner spinning threads cost 10x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _slice(rows: int = 64, cols: int = 80, seed: int = 0) -> SliceImage:
@@ -47,7 +56,7 @@ def _tiny_tokenizer():
 
     vocab = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103, ".": 1012, "?": 1029}
     words = sorted({w for s in STRUCTURES for w in re.findall(r"\w+|[^\w\s]", structure_label(s))} - set(vocab))
-    for i, word in enumerate(words + ["(", ")", ",", "-", "/"]):
+    for i, word in enumerate([*words, "(", ")", ",", "-", "/"]):
         vocab.setdefault(word, 1100 + i)
     return BertTokenizer(vocab=vocab)  # transformers 5 ignores vocab_file=; the dict must go in as vocab=
 
@@ -109,11 +118,14 @@ def sam_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch_size=8, window_size=4, global_attn_indexes=[1], num_pos_feats=8, mlp_dim=32,
     )
     prompt = SamPromptEncoderConfig(hidden_size=16, image_size=SAM_SIDE, patch_size=8, mask_input_channels=4)
-    decoder = SamMaskDecoderConfig(hidden_size=16, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=16)
+    decoder = SamMaskDecoderConfig(
+        hidden_size=16, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=16
+    )
+    config = SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
     folder = tmp_path_factory.mktemp("sam")
-    SamModel(SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)).save_pretrained(folder)
-    side = {"longest_edge": SAM_SIDE}
-    SamImageProcessor(size=side, pad_size={"height": SAM_SIDE, "width": SAM_SIDE}).save_pretrained(folder)
+    SamModel(config).save_pretrained(folder)
+    pad = {"height": SAM_SIDE, "width": SAM_SIDE}
+    SamImageProcessor(size={"longest_edge": SAM_SIDE}, pad_size=pad).save_pretrained(folder)
     return folder
 
 
@@ -139,6 +151,7 @@ def test_label_prompt_format() -> None:
 
 
 def test_detect_end_to_end(detector: GroundingDinoDetector) -> None:
+    assert isinstance(detector, Detector) and detector.name == "grounding-dino"
     image = _slice()
     detections = detector.detect(image, STRUCTURES)
     assert detections, "box_threshold=0 keeps every query"
@@ -157,11 +170,20 @@ def test_detect_batch_matches_single(detector: GroundingDinoDetector) -> None:
     images = [_slice(seed=s) for s in range(3)]
     batched = detector.detect_batch(images, STRUCTURES)
     assert len(batched) == 3
-    for image, found in zip(images, batched):
+    for image, found in zip(images, batched, strict=True):
         single = detector.detect(image, STRUCTURES)
         assert [d.structure for d in found] == [d.structure for d in single]
         np.testing.assert_allclose([d.box for d in found], [d.box for d in single], atol=1e-3)
         np.testing.assert_allclose([d.score for d in found], [d.score for d in single], atol=1e-4)
+
+
+def test_detect_batch_mixed_sizes(detector: GroundingDinoDetector) -> None:
+    """Slices of different shapes share a padded batch; each box stays on its own slice."""
+    images = [_slice(), _slice(40, 48, seed=1)]
+    for image, found in zip(images, detector.detect_batch(images, ["liver"]), strict=True):
+        rows, cols = image.pixels.shape
+        assert found and all(d.structure == "liver" for d in found)
+        assert all(0 <= d.box[0] <= d.box[2] <= cols - 1 and 0 <= d.box[1] <= d.box[3] <= rows - 1 for d in found)
 
 
 def test_detect_without_structures_runs_nothing(detector: GroundingDinoDetector) -> None:
@@ -173,6 +195,7 @@ def test_match_prefers_exact_then_shared_words(detector: GroundingDinoDetector) 
     assert detector._match("kidney right", labels, [0.9, 0.1, 0.0]) == 1
     assert detector._match("liver [SEP]", labels, [0.9, 0.1, 0.0]) == 2
     assert detector._match("kidney", labels, [0.2, 0.7, 0.0]) == 1  # tie on shared words: token scores decide
+    assert detector._match("kidney left. liver. [SEP]", labels, [0.2, 0.1, 0.6]) == 2  # spans two labels
     assert detector._match("", labels, [0.1, 0.2, 0.6]) == 2
 
 
@@ -201,6 +224,7 @@ def _check(result, shape: tuple[int, int], count: int) -> None:
 
 
 def test_hf_sam_embed_and_segment(sam: HFSamSegmenter) -> None:
+    assert isinstance(sam, Segmenter) and sam.name == "hf-sam"
     slices = [_slice().pixels, _slice(48, 40, seed=1).pixels]
     embeddings = sam.embed(slices)
     assert [e.original_size for e in embeddings] == [(64, 80), (48, 40)]
@@ -254,5 +278,5 @@ def test_incomplete_checkpoint_is_refused(sam_dir: Path, tmp_path: Path) -> None
 
 
 def test_folder_without_config_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(WeightsNotFoundError, match="config.json"):
+    with pytest.raises(WeightsNotFoundError, match=r"config\.json"):
         HFSamSegmenter.from_pretrained(str(tmp_path))

@@ -2,7 +2,8 @@
 
 The prompt is Grounding DINO's own format, lower-case labels each followed by " ."
 ("kidney . liver ."). Every box is mapped back to one asked structure by the text the model
-attached to it (exact words, then shared words), ties broken by the box's token scores.
+attached to it (exact words, then best word coverage), ties broken by the box's token scores.
+Grounding DINO has no notion of patient sides; lateral structures are split by geometry downstream.
 """
 
 from __future__ import annotations
@@ -100,12 +101,17 @@ class GroundingDinoDetector:
 
     @classmethod
     def from_pretrained(
-        cls, name_or_dir: str = DEFAULT_MODEL, device: str = "cpu", **options: float
+        cls,
+        name_or_dir: str = DEFAULT_MODEL,
+        device: str = "cpu",
+        box_threshold: float = 0.25,
+        text_threshold: float = 0.25,
+        batch_size: int = 8,
     ) -> "GroundingDinoDetector":
         """Load model and processor from a save_pretrained folder or a cached hub id; never downloads offline.
 
-        `options` are the thresholds / batch size of `__init__`. Raises `WeightsNotFoundError`
-        (one line, saying where to put the files) when nothing loadable is found.
+        Raises `WeightsNotFoundError` (one line, saying where to put the files) when nothing loadable is
+        found, `LimisError` when the folder holds another architecture or an incomplete checkpoint.
         """
         from transformers import AutoConfig, AutoProcessor, GroundingDinoForObjectDetection
 
@@ -120,6 +126,7 @@ class GroundingDinoDetector:
         except (OSError, ValueError, KeyError) as error:
             raise missing_pretrained_error(name_or_dir, "Grounding DINO model", error) from None
         _check_complete(info, name_or_dir)
+        options = {"box_threshold": box_threshold, "text_threshold": text_threshold, "batch_size": batch_size}
         return cls(model, processor, device=device, weights_path=name_or_dir, **options)
 
     def detect(self, image: SliceImage, structures: Sequence[str]) -> list[Detection]:
@@ -136,7 +143,7 @@ class GroundingDinoDetector:
         for chunk in self._prompt_chunks(labels):
             for start in range(0, len(images), self.batch_size):
                 batch = images[start : start + self.batch_size]
-                for i, detections in enumerate(self._run(batch, chunk, [targets[l] for l in chunk])):
+                for i, detections in enumerate(self._run(batch, chunk, [targets[label] for label in chunk])):
                     found[start + i].extend(detections)
         return [sorted(d, key=lambda det: -det.score) for d in found]
 
@@ -182,7 +189,7 @@ class GroundingDinoDetector:
         spans = self._label_spans(prompt, labels)
         return [
             self._detections(result, kept_probs, labels, structures, spans, shape)
-            for result, kept_probs, shape in zip(results, kept, shapes)
+            for result, kept_probs, shape in zip(results, kept, shapes, strict=True)
         ]
 
     def _label_spans(self, prompt: str, labels: list[str]) -> list[list[int]]:
@@ -206,18 +213,24 @@ class GroundingDinoDetector:
     ) -> list[Detection]:
         """Post-processed boxes of one image as Detections; `probs` is (kept boxes, max_text_len)."""
         detections = []
-        for k, (score, box, text) in enumerate(zip(result["scores"], result["boxes"], result["text_labels"])):
+        rows = zip(result["scores"], result["boxes"], result["text_labels"], strict=True)
+        for k, (score, box, text) in enumerate(rows):
             span_scores = [float(probs[k, span].max()) if span else 0.0 for span in spans]
             index = self._match(text, labels, span_scores)
-            detections.append(Detection(structures[index], _display_box(box.tolist(), shape), float(score), labels[index]))
+            box_xyxy = _display_box(box.tolist(), shape)
+            detections.append(Detection(structures[index], box_xyxy, float(score), labels[index]))
         return detections
 
     def _match(self, text: str, labels: list[str], span_scores: list[float]) -> int:
-        """Index of the label a box's decoded text names: exact words, else most shared words; ties by token score."""
+        """Index of the label a box's decoded text names: exact words, else the label whose words it covers best.
+
+        Coverage is the share of the label's words found in the text, so a text spanning several labels
+        ("left kidney. liver.") ties them all; ties, and texts sharing no word, go to the best token score.
+        """
         words = _words(text, self.processor.tokenizer.all_special_tokens)
         label_words = [_words(label) for label in labels]
         if words in label_words:
             return label_words.index(words)
-        shared = [len(set(words) & set(lw)) for lw in label_words]
-        tied = [i for i, n in enumerate(shared) if n == max(shared)]  # every label when nothing is shared
+        coverage = [len(set(words) & set(lw)) / max(1, len(set(lw))) for lw in label_words]
+        tied = [i for i, c in enumerate(coverage) if c == max(coverage)]
         return max(tied, key=lambda i: span_scores[i])

@@ -266,6 +266,8 @@ def load_image_2d(path: Path, *, view: str = "radiological", pixel_spacing_mm: f
 
 
 def _plain(value) -> str | float:
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return ", ".join(str(v) for v in value)
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -55,7 +55,8 @@ class HFSamSegmenter:
     def from_pretrained(cls, name_or_dir: str = DEFAULT_MODEL, device: str = "cpu") -> "HFSamSegmenter":
         """Load model and image processor from a save_pretrained folder or a cached hub id; never downloads offline.
 
-        Raises `WeightsNotFoundError` (one line, saying where to put the files) when nothing loadable is found.
+        Raises `WeightsNotFoundError` (one line, saying where to put the files) when nothing loadable is
+        found, `LimisError` when the folder holds another architecture or an incomplete checkpoint.
         """
         from transformers import AutoConfig, AutoImageProcessor, SamModel
 
@@ -178,5 +179,6 @@ class HFSamSegmenter:
         side = self.pixel_size
         logits = F.interpolate(low_res[None], size=(side, side), mode="bilinear", align_corners=False)
         rows, cols = embedding.input_size
-        logits = F.interpolate(logits[..., :rows, :cols], size=embedding.original_size, mode="bilinear", align_corners=False)
+        logits = logits[..., :rows, :cols]
+        logits = F.interpolate(logits, size=embedding.original_size, mode="bilinear", align_corners=False)
         return logits[0].cpu().numpy()

@@ -1,0 +1,85 @@
+"""Golden tier: oracle boxes + real LiteMedSAM on the shared CT, in RAS and LPS copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from limis.detect.oracle import OracleDetector
+from limis.imaging import load_image
+from limis.imaging.align import load_labelmap_on
+from limis.pipeline.grounded import GroundedPipeline
+from limis.segment.cache import EmbeddingCache
+
+STRUCTURES = ["spleen", "kidney_left", "kidney_right", "liver"]
+REFERENCE = "example_seg_fast_force_split.nii.gz"
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * np.logical_and(a, b).sum() / max(1, a.sum() + b.sum()))
+
+
+@pytest.fixture(scope="module")
+def shared_cache(litemedsam) -> EmbeddingCache:
+    return EmbeddingCache(litemedsam)
+
+
+@pytest.fixture(scope="module")
+def ras_run(totalseg_dir: Path, total_names, shared_cache):
+    volume = load_image(totalseg_dir / "example_ct.nii.gz")
+    labels = load_labelmap_on(volume, totalseg_dir / REFERENCE)
+    result = GroundedPipeline(OracleDetector(labels, total_names), shared_cache).segment(volume, STRUCTURES)
+    return volume, labels, result
+
+
+@pytest.mark.slow
+def test_oracle_litemedsam_dice(ras_run, total_names) -> None:
+    volume, labels, result = ras_run
+    ids = {name: i for i, name in total_names.items()}
+    scores = {r.structure: dice(result.labelmap == r.label_id, labels == ids[r.structure]) for r in result.results}
+    print("3D Dice, oracle boxes + LiteMedSAM:", {k: round(v, 3) for k, v in scores.items()})
+    for structure in STRUCTURES:
+        assert scores[structure] >= 0.85, (structure, scores[structure])
+
+
+@pytest.mark.slow
+def test_lps_copy_gives_same_masks_in_its_geometry(ras_run, lps_copy: Path, totalseg_dir: Path, total_names,
+                                                    shared_cache, tmp_path: Path) -> None:
+    from limis.imaging.export import write_labelmap
+
+    ras_volume, _, ras_result = ras_run
+    volume = load_image(lps_copy)
+    labels = load_labelmap_on(volume, totalseg_dir / REFERENCE)
+    misses_before = shared_cache.misses
+    result = GroundedPipeline(OracleDetector(labels, total_names), shared_cache).segment(volume, STRUCTURES)
+    assert shared_cache.misses == misses_before  # same physical image: every embedding came from the cache
+    np.testing.assert_array_equal(result.labelmap, ras_result.labelmap)
+    out = write_labelmap(volume, result.labelmap, result.labels, tmp_path / "lps_seg.nii.gz")
+    written = nib.load(str(out))
+    assert nib.aff2axcodes(written.affine) == ("L", "P", "S")
+    np.testing.assert_array_equal(written.affine, nib.load(str(lps_copy)).affine)
+    # physically identical to the RAS result: flip LPS -> RAS and compare voxel by voxel
+    np.testing.assert_array_equal(np.asarray(written.dataobj)[::-1, ::-1, :], ras_volume.to_source(ras_result.labelmap))
+
+
+@pytest.mark.slow
+def test_left_kidney_is_never_the_right_one(ras_run, total_names) -> None:
+    volume, labels, result = ras_run
+    ids = {name: i for i, name in total_names.items()}
+    left = result.labelmap == result.results[STRUCTURES.index("kidney_left")].label_id
+    assert dice(left, labels == ids["kidney_right"]) == 0.0
+    centre_x = (np.argwhere(left).mean(axis=0) @ volume.affine[:3, :3].T + volume.affine[:3, 3])[0]
+    assert centre_x < 0  # patient's left is -x in RAS
+
+
+def test_absent_structure_is_not_found(totalseg_dir: Path, total_names, litemedsam) -> None:
+    volume = load_image(totalseg_dir / "example_ct.nii.gz")
+    labels = load_labelmap_on(volume, totalseg_dir / REFERENCE)
+    cache = EmbeddingCache(litemedsam)
+    result = GroundedPipeline(OracleDetector(labels, total_names), cache).segment(volume, ["brain"])
+    assert not result.results[0].found
+    assert not result.labelmap.any()
+    assert cache.misses == 0  # no slice was encoded for an absent structure
