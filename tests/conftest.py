@@ -53,8 +53,52 @@ def lps_copy(totalseg_dir: Path, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def embedding_cache_dir(tmp_path_factory) -> Path:
+    """One on-disk embedding cache for the whole test session, so each CT slice is encoded once."""
+    folder = tmp_path_factory.mktemp("embeddings")
+    os.environ["LIMIS_EMBEDDING_CACHE"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def litemedsam():
     from limis.segment.builders import build_litemedsam
 
     return build_litemedsam()
+
+
+class BoxSegmenter:
+    """Test double for geometry and state tests: the mask is the box (minus negative points' pixels).
+
+    Real segmentation quality is tested with LiteMedSAM; this only makes box edits observable fast.
+    """
+
+    name = "box-test-double"
+    weights_path = None
+
+    def embed(self, slices):
+        from limis.segment.base import Embedding
+
+        return [Embedding(features=None, original_size=tuple(s.shape), input_size=tuple(s.shape)) for s in slices]
+
+    def segment(self, embedding, prompts):
+        import numpy as np
+
+        from limis.segment.base import SegmentResult
+
+        results = []
+        for prompt in prompts:
+            mask = np.zeros(embedding.original_size, dtype=bool)
+            if prompt.box is not None:
+                x0, y0, x1, y1 = (int(round(v)) for v in prompt.box)
+                mask[y0 : y1 + 1, x0 : x1 + 1] = True
+            for (x, y), label in zip(prompt.points, prompt.point_labels):
+                mask[int(round(y)), int(round(x))] = bool(label)
+            results.append(SegmentResult(mask=mask, score=1.0, logits=mask.astype("float32")))
+        return results
+
+
+@pytest.fixture()
+def box_segmenter() -> BoxSegmenter:
+    return BoxSegmenter()

@@ -23,8 +23,8 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def shared_cache(litemedsam) -> EmbeddingCache:
-    return EmbeddingCache(litemedsam)
+def shared_cache(litemedsam, embedding_cache_dir) -> EmbeddingCache:
+    return EmbeddingCache(litemedsam, disk_dir=embedding_cache_dir)
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,8 @@ def segment(
     window: str = typer.Option(None, "--window", help="CT window preset: abdomen, lung, bone, brain."),
     all_components: bool = typer.Option(False, "--all-components", help="Keep every connected piece, not only the largest."),
     view: str = typer.Option("radiological", "--view", help="Screen convention of a 2D PNG/JPEG input."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE",
+                                   help="Keep slice embeddings here so later runs on the same image skip encoding."),
     as_json: bool = typer.Option(False, "--json", help="Print the result table as JSON."),
 ) -> None:
     """Segment structures named in plain language; 'left'/'right' mean the patient's side."""
@@ -59,7 +61,7 @@ def segment(
     volume = load_image(image, view=view)
     found_detector = build_detector(detector, volume=volume, weights=detector_weights, labels=labels,
                                     label_map=label_map, device=device)
-    pipeline = GroundedPipeline(found_detector, EmbeddingCache(build_segmenter(segmenter, weights, device)))
+    pipeline = GroundedPipeline(found_detector, EmbeddingCache(build_segmenter(segmenter, weights, device), disk_dir=cache_dir))
     options = SegmentOptions(plane=Plane(plane), window=window, largest_component=not all_components)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} slices"),
                   TimeElapsedColumn(), console=console, transient=True, disable=as_json) as bar:

@@ -201,6 +201,9 @@ def load_dicom_files(files: Iterable[Path], *, source: str) -> Volume:
     first = ordered[0]
     metadata = {key: _plain(first.get(key)) for key in SAFE_DICOM_FIELDS if first.get(key) is not None}
     metadata["slices"] = len(ordered)
+    generated = _complete_identifiers(ordered)
+    if generated:
+        metadata["generated_uids"] = ", ".join(generated)
     return make_volume(
         source_array,
         affine,
@@ -210,6 +213,33 @@ def load_dicom_files(files: Iterable[Path], *, source: str) -> Volume:
         metadata=metadata,
         dicom_datasets=ordered,
     )
+
+
+def _complete_identifiers(datasets: list) -> list[str]:
+    """Fill UIDs that anonymised series leave blank, in memory only, so DICOM-SEG can reference them.
+
+    SOP Class/Instance UIDs come from the file meta header when present; a missing Study or
+    Series UID gets one new UID shared by the whole series. Returns the attributes generated.
+    """
+    from pydicom.uid import generate_uid
+
+    generated: list[str] = []
+    shared = {}
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
+        if not all(str(ds.get(keyword, "") or "") for ds in datasets):
+            shared[keyword] = generate_uid()
+            generated.append(keyword)
+    for dataset in datasets:
+        meta = getattr(dataset, "file_meta", None)
+        for keyword, meta_keyword in (("SOPClassUID", "MediaStorageSOPClassUID"), ("SOPInstanceUID", "MediaStorageSOPInstanceUID")):
+            if not str(dataset.get(keyword, "") or ""):
+                fallback = str(meta.get(meta_keyword, "") or "") if meta is not None else ""
+                setattr(dataset, keyword, fallback or generate_uid())
+                if keyword not in generated:
+                    generated.append(keyword)
+        for keyword, uid in shared.items():
+            setattr(dataset, keyword, uid)
+    return generated
 
 
 def _largest_series(datasets: list) -> list:

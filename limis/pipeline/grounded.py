@@ -115,29 +115,13 @@ class GroundedPipeline:
         else:
             indices = list(range(0, slice_count(volume.shape, plane), max(1, options.detect_stride)))
         images = [slice_image(volume, plane, i, window) for i in indices]
-        found = self._detect(images, structure)
+        found = detect_structure(self.detector, images, structure)
         seeds = {}
         for image, detections in zip(images, found):
             good = [d for d in detections if d.score >= options.min_detection_score]
             if good:
                 seeds[image.geometry.index] = max(good, key=lambda d: d.score)
         return seeds
-
-    def _detect(self, images: list[SliceImage], structure: str) -> list[list[Detection]]:
-        """Detections for `structure` on each image; sides come from geometry when the model has no notion of them."""
-        from limis.vocab import get_structure
-
-        entry = get_structure(structure)
-        asks_side = entry.laterality is not None and not getattr(self.detector, "understands_laterality", False)
-        query = entry.base if asks_side else structure
-        batch = getattr(self.detector, "detect_batch", None)
-        raw = batch(images, [query]) if batch else [self.detector.detect(image, [query]) for image in images]
-        if not asks_side:
-            return raw
-        return [
-            [Detection(structure, d.box, d.score, d.phrase) for d in keep_side(dets, entry.laterality, image)]
-            for image, dets in zip(images, raw)
-        ]
 
     def _propagate(
         self,
@@ -200,6 +184,27 @@ class GroundedPipeline:
             score=score,
             slice_range=(int(covered[0]), int(covered[-1])) if covered.size else None,
         )
+
+
+def detect_structure(detector: Detector, images: Sequence[SliceImage], structure: str) -> list[list[Detection]]:
+    """Detections of one structure per image, best first.
+
+    A detector with no notion of sides (e.g. Grounding DINO) is asked for the side-free concept
+    ("kidney"); the patient's side is then chosen from image geometry, never from screen position.
+    """
+    from limis.vocab import get_structure
+
+    entry = get_structure(structure)
+    asks_side = entry.laterality is not None and not getattr(detector, "understands_laterality", False)
+    query = entry.base if asks_side else structure
+    batch = getattr(detector, "detect_batch", None)
+    raw = batch(list(images), [query]) if batch else [detector.detect(image, [query]) for image in images]
+    if asks_side:
+        raw = [
+            [Detection(structure, d.box, d.score, d.phrase) for d in keep_side(dets, entry.laterality, image)]
+            for image, dets in zip(images, raw)
+        ]
+    return [sorted(dets, key=lambda d: -d.score) for dets in raw]
 
 
 def _next_box(

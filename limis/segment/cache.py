@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
+from pathlib import Path
 from typing import Sequence
+
+import torch
 
 from limis.detect.base import SliceImage
 from limis.segment.base import Embedding, Segmenter
@@ -21,13 +25,21 @@ def _nbytes(embedding: Embedding) -> int:
 class EmbeddingCache:
     """Least-recently-used store of slice embeddings for one segmenter, bounded in bytes.
 
-    Lives with the session or the run that owns it, never inside the shared model.
+    Lives with the session or the run that owns it, never inside the shared model. With
+    `disk_dir`, embeddings also persist as files, so reopening a case costs no encoding.
     """
 
-    def __init__(self, segmenter: Segmenter, max_bytes: int = DEFAULT_CACHE_BYTES, batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        max_bytes: int = DEFAULT_CACHE_BYTES,
+        batch_size: int = 8,
+        disk_dir: str | Path | None = None,
+    ) -> None:
         self.segmenter = segmenter
         self.max_bytes = max_bytes
         self.batch_size = batch_size
+        self.disk_dir = Path(disk_dir) if disk_dir else None
         self._store: OrderedDict[tuple, Embedding] = OrderedDict()
         self._bytes = 0
         self.hits = 0
@@ -43,11 +55,18 @@ class EmbeddingCache:
         """Embeddings for the images, encoding only the misses, in batches of `batch_size`."""
         fresh: dict[tuple, Embedding] = {}
         missing = [im for im in {im.key: im for im in images}.values() if im.key not in self._store]
+        for image in list(missing):
+            stored = self._read_disk(image.key)
+            if stored is not None:
+                fresh[image.key] = stored
+                missing.remove(image)
         self.hits += len(images) - len(missing)
         self.misses += len(missing)
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start : start + self.batch_size]
-            fresh.update(zip((im.key for im in chunk), self.segmenter.embed([im.pixels for im in chunk])))
+            for image, embedding in zip(chunk, self.segmenter.embed([im.pixels for im in chunk])):
+                fresh[image.key] = embedding
+                self._write_disk(image.key, embedding)
         found = []
         for image in images:
             if image.key in self._store:
@@ -58,6 +77,33 @@ class EmbeddingCache:
         for key, embedding in fresh.items():
             self._put(key, embedding)
         return found
+
+    def _disk_path(self, key: tuple) -> Path | None:
+        """File for one embedding, namespaced by segmenter and its weights so models never mix."""
+        if self.disk_dir is None:
+            return None
+        identity = (getattr(self.segmenter, "name", "?"), getattr(self.segmenter, "weights_path", None), key)
+        return self.disk_dir / (hashlib.sha1(repr(identity).encode()).hexdigest() + ".pt")
+
+    def _read_disk(self, key: tuple) -> Embedding | None:
+        path = self._disk_path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            saved = torch.load(str(path), map_location="cpu", weights_only=True)
+            return Embedding(saved["features"], tuple(saved["original_size"]), tuple(saved["input_size"]))
+        except Exception:  # a partial or stale file is only a cache miss
+            return None
+
+    def _write_disk(self, key: tuple, embedding: Embedding) -> None:
+        path = self._disk_path(key)
+        if path is None or not isinstance(embedding.features, torch.Tensor):
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        torch.save({"features": embedding.features.cpu(), "original_size": list(embedding.original_size),
+                    "input_size": list(embedding.input_size)}, str(partial))
+        partial.replace(path)
 
     def _put(self, key: tuple, embedding: Embedding) -> None:
         self._store[key] = embedding

@@ -1,0 +1,122 @@
+"""The `limis` CLI end to end: info, vocab, segment (oracle + real LiteMedSAM), one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from limis.cli import main
+
+
+def _json_out(capsys) -> dict | list:
+    return json.loads(capsys.readouterr().out)
+
+
+def test_info_json_reports_orientation(totalseg_dir: Path, lps_copy: Path, capsys) -> None:
+    expected = {totalseg_dir / "example_ct.nii.gz": "RAS", lps_copy: "LPS", totalseg_dir / "dicom_example_ct": "LPS"}
+    for path, codes in expected.items():
+        assert main(["info", str(path), "--json"]) == 0
+        facts = _json_out(capsys)
+        assert facts["source_orientation"] == codes
+        assert facts["canonical_orientation"] == "RAS"
+    assert facts["canonical_spacing_mm"] == pytest.approx([0.976562, 0.976562, 2.0])
+    assert "PatientName" not in json.dumps(facts)
+
+
+def test_vocab_cli(capsys) -> None:
+    assert main(["vocab", "left renal", "--json"]) == 0
+    assert _json_out(capsys)[0]["structures"] == ["kidney_left"]
+    assert main(["vocab", "--json"]) == 0
+    assert len(_json_out(capsys)) >= 117
+
+
+def test_user_mistakes_are_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["vocab", "left banana"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1 and "Did you mean" in err
+    assert main(["info", str(tmp_path / "missing.nii.gz")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_segment_unknown_phrase_fails_before_loading(totalseg_dir: Path, tmp_path: Path, capsys) -> None:
+    code = main(["segment", str(totalseg_dir / "example_ct.nii.gz"), "left banana", "-o", str(tmp_path / "x.nii.gz")])
+    assert code == 2
+    assert "Unknown structure" in capsys.readouterr().err
+    assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_segment_missing_detector_weights_offline(totalseg_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    code = main(["segment", str(totalseg_dir / "example_ct.nii.gz"), "liver", "-o", str(tmp_path / "x.nii.gz"),
+                 "--detector", "grounding-dino"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "grounding-dino-tiny" in err and "--detector-weights" in err or "--weights" in err
+
+
+@pytest.mark.slow
+def test_segment_oracle_left_kidney(totalseg_dir: Path, tmp_path: Path, total_names, capsys) -> None:
+    out = tmp_path / "kidney.nii.gz"
+    code = main(["segment", str(totalseg_dir / "example_ct.nii.gz"), "left kidney", "brain", "-o", str(out),
+                 "--detector", "oracle", "--labels", str(totalseg_dir / "example_seg_fast_force_split.nii.gz"),
+                 "--label-map", str(totalseg_dir / "label_map.json"), "--json"])
+    assert code == 0
+    report = _json_out(capsys)
+    rows = {row["structure"]: row for row in report["structures"]}
+    assert rows["brain"]["found"] is False
+    written = nib.load(str(out))
+    reference = nib.load(str(totalseg_dir / "example_seg_fast_force_split.nii.gz"))
+    assert written.shape == reference.shape
+    np.testing.assert_array_equal(written.affine, nib.load(str(totalseg_dir / "example_ct.nii.gz")).affine)
+    table = json.loads(out.with_name("kidney.json").read_text())
+    assert [row["name"] for row in table["labels"]] == ["kidney_left"]  # brain absent: no label for it
+    mask = np.asarray(written.dataobj) == table["labels"][0]["id"]
+    ref = np.asarray(reference.dataobj)
+    dice = 2 * (mask & (ref == 3)).sum() / (mask.sum() + (ref == 3).sum())
+    assert dice >= 0.85
+    assert not (mask & (ref == 2)).any()  # never the right kidney
+
+
+@pytest.mark.slow
+def test_segment_dicom_writes_nifti_and_dicom_seg(totalseg_dir: Path, tmp_path: Path, capsys) -> None:
+    import highdicom as hd
+
+    out = tmp_path / "spleen.nii.gz"
+    code = main(["segment", str(totalseg_dir / "dicom_example_ct"), "spleen", "-o", str(out), "--detector", "oracle",
+                 "--labels", str(totalseg_dir / "example_seg_dicom.nii.gz"),
+                 "--label-map", str(totalseg_dir / "label_map.json")])
+    assert code == 0
+    written = nib.load(str(out))
+    assert written.shape == (512, 512, 20) and nib.aff2axcodes(written.affine) == ("L", "P", "S")
+    seg = hd.seg.segread(str(tmp_path / "spleen.seg.dcm"))
+    assert [d.SegmentLabel for d in seg.SegmentSequence] == ["spleen"]
+    reference = nib.load(str(totalseg_dir / "example_seg_dicom.nii.gz"))  # stored LAS: compare in world space
+    ref_on_lps = np.asarray(reference.dataobj)[:, ::-1, :] == 1
+    mask = np.asarray(written.dataobj) > 0
+    assert 2 * (mask & ref_on_lps).sum() / (mask.sum() + ref_on_lps.sum()) >= 0.85
+
+
+@pytest.mark.slow
+def test_readme_main_job_runs_as_a_command(tmp_path: Path) -> None:
+    """The README's first command, minus the install: example phantom -> limis segment."""
+    limis = [sys.executable, "-c", "from limis.cli import entry; entry()"]
+    subprocess.run([*limis, "example", str(tmp_path)], check=True, capture_output=True)
+    done = subprocess.run(
+        [*limis, "segment", str(tmp_path / "phantom_ct.nii.gz"), "left kidney", "-o", str(tmp_path / "seg.nii.gz"),
+         "--detector", "oracle", "--labels", str(tmp_path / "phantom_labels.nii.gz"),
+         "--label-map", str(tmp_path / "phantom_labels.json")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    mask = np.asarray(nib.load(str(tmp_path / "seg.nii.gz")).dataobj) > 0
+    truth = np.asarray(nib.load(str(tmp_path / "phantom_labels.nii.gz")).dataobj) == 3
+    assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) >= 0.85
