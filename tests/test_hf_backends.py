@@ -280,3 +280,22 @@ def test_incomplete_checkpoint_is_refused(sam_dir: Path, tmp_path: Path) -> None
 def test_folder_without_config_is_refused(tmp_path: Path) -> None:
     with pytest.raises(WeightsNotFoundError, match=r"config\.json"):
         HFSamSegmenter.from_pretrained(str(tmp_path))
+
+
+def test_limis_segment_end_to_end_with_local_tiny_models(dino_dir: Path, sam_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`limis segment` wiring with Grounding DINO (batched over slices, sides from geometry) and SamModel."""
+    import json
+
+    from limis.cli import main
+    from limis.imaging.phantom import make_phantom
+
+    paths = make_phantom(tmp_path / "phantom")
+    out = tmp_path / "seg.nii.gz"
+    code = main(["segment", str(paths["image"]), "left kidney", "liver", "-o", str(out), "--detector",
+                 "grounding-dino", "--detector-weights", str(dino_dir), "--segmenter", "hf-sam",
+                 "--weights", str(sam_dir), "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [row["structure"] for row in report["structures"]] == ["kidney_left", "liver"]
+    assert all(0.0 <= row["detector_score"] <= 1.0 for row in report["structures"])

@@ -66,13 +66,30 @@ def test_lps_copy_gives_same_masks_in_its_geometry(ras_run, lps_copy: Path, tota
 
 
 @pytest.mark.slow
-def test_left_kidney_is_never_the_right_one(ras_run, total_names) -> None:
-    volume, labels, result = ras_run
+@pytest.mark.parametrize("axcodes", [("R", "A", "S"), ("L", "P", "S"), ("L", "A", "S")])
+def test_left_kidney_is_never_the_right_one(axcodes, ras_run, totalseg_dir: Path, total_names, shared_cache,
+                                            tmp_path: Path) -> None:
+    """'left kidney' on RAS, LPS and LAS copies of the CT (reference re-saved alike) is the patient's left."""
+    from nibabel import orientations as ornt
+
+    from limis.text import resolve_phrase
+
+    paths = []
+    for name in ("example_ct.nii.gz", REFERENCE):
+        image = nib.load(str(totalseg_dir / name))
+        transform = ornt.ornt_transform(ornt.io_orientation(image.affine), ornt.axcodes2ornt(axcodes))
+        paths.append(tmp_path / name)
+        nib.save(image.as_reoriented(transform), str(paths[-1]))
+    volume = load_image(paths[0])
+    assert volume.source_axcodes == axcodes
+    labels = load_labelmap_on(volume, paths[1])
+    structures = resolve_phrase("left kidney")[0].structures
+    result = GroundedPipeline(OracleDetector(labels, total_names), shared_cache).segment(volume, list(structures))
     ids = {name: i for i, name in total_names.items()}
-    left = result.labelmap == result.results[STRUCTURES.index("kidney_left")].label_id
-    assert dice(left, labels == ids["kidney_right"]) == 0.0
+    left = result.labelmap == 1
+    assert left.any() and dice(left, labels == ids["kidney_right"]) == 0.0
     centre_x = (np.argwhere(left).mean(axis=0) @ volume.affine[:3, :3].T + volume.affine[:3, 3])[0]
-    assert centre_x < 0  # patient's left is -x in RAS
+    assert centre_x < 0  # patient's left is -x in RAS world coordinates
 
 
 def test_absent_structure_is_not_found(totalseg_dir: Path, total_names, litemedsam) -> None:

@@ -1,0 +1,81 @@
+"""Patient-side choice from geometry for detectors that know no sides (Grounding DINO-like)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from limis.detect.base import Detection
+from limis.imaging import load_image
+from limis.imaging.display import CT_WINDOWS, Plane
+from limis.pipeline.grounded import detect_structure
+from limis.pipeline.slices import slice_image
+
+
+class TwoBoxDetector:
+    """Returns the same two 'kidney' boxes (screen left and screen right) on every slice."""
+
+    name = "two-boxes"
+    understands_laterality = False
+
+    def __init__(self, cols: int, rows: int) -> None:
+        self.boxes = [(cols * 0.15, rows * 0.4, cols * 0.3, rows * 0.6), (cols * 0.7, rows * 0.4, cols * 0.85, rows * 0.6)]
+
+    def detect(self, image, structures):
+        assert structures == ["kidney"]  # asked for the side-free concept
+        return [Detection("kidney", box, 0.9, "kidney") for box in self.boxes]
+
+
+def _screen_side(box) -> str:
+    return "right" if box[0] > 50 else "left"
+
+
+def test_left_kidney_from_geometry_on_ct_orientations(totalseg_dir: Path, lps_copy: Path) -> None:
+    for path in (totalseg_dir / "example_ct.nii.gz", lps_copy, totalseg_dir / "dicom_example_ct"):
+        volume = load_image(path)
+        image = slice_image(volume, Plane.AXIAL, volume.shape[2] // 2, CT_WINDOWS["abdomen"])
+        rows, cols = image.pixels.shape
+        detector = TwoBoxDetector(cols, rows)
+        left = detect_structure(detector, [image], "kidney_left")[0]
+        right = detect_structure(detector, [image], "kidney_right")[0]
+        assert len(left) == 1 and left[0].structure == "kidney_left"
+        assert left[0].box[0] > cols / 2  # radiological display: patient's left on the screen's right
+        assert right[0].box[0] < cols / 2
+
+
+class MaskBoxDetector:
+    """Boxes around given display masks, all reported as the side-free concept asked for."""
+
+    name = "mask-boxes"
+    understands_laterality = False
+
+    def __init__(self, masks: dict[str, np.ndarray]) -> None:
+        self.masks = masks
+
+    def detect(self, image, structures):
+        from limis.detect.base import box_from_mask
+
+        return [Detection(structures[0], box_from_mask(mask), 0.9, tag) for tag, mask in self.masks.items()]
+
+
+def test_left_side_on_png_follows_the_stated_view(sammed2d_dir: Path) -> None:
+    """s0114_111 is stored rotated 180 degrees: only the right view statement picks the true left lobe."""
+    from PIL import Image
+
+    from limis.imaging.display import display_slice
+
+    png = sammed2d_dir / "images" / "s0114_111.png"
+    picked = {}
+    for view in ("rotated180", "radiological"):
+        volume = load_image(png, view=view)
+        image = slice_image(volume, Plane.AXIAL, 0, CT_WINDOWS["abdomen"])
+        masks = {}
+        for side in ("left", "right"):
+            raw = np.asarray(Image.open(sammed2d_dir / "masks" / f"s0114_111_lung_lower_lobe_{side}_000.png")) > 0
+            masks[side] = display_slice(volume.from_source(raw.T[:, :, None].astype(np.uint8)), Plane.AXIAL, 0) > 0
+        chosen = detect_structure(MaskBoxDetector(masks), [image], "lung_lower_lobe_left")[0]
+        assert len(chosen) == 1
+        picked[view] = chosen[0].phrase
+    assert picked["rotated180"] == "left"  # correct view statement: the true left lobe
+    assert picked["radiological"] == "right"  # wrong statement flips it: the view must be stated
