@@ -59,3 +59,33 @@ def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def load_transformers_model(model_class, processor_class, name_or_dir: str, model_type: str, what: str, option: str):
+    """(model, processor) from a save_pretrained folder or a cached hub id, strictly.
+
+    Refuses another architecture before transformers would fill it with random weights, and a
+    checkpoint with missing or mis-shaped weights (transformers only logs those). `option` names
+    the CLI flag of this model, for the messages.
+    """
+    from transformers import AutoConfig
+
+    from limis.errors import LimisError
+
+    source, local_only = resolve_pretrained(name_or_dir, what)
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        if config.model_type != model_type:
+            raise LimisError(f"'{name_or_dir}' holds a {config.model_type} model, not {what}; pass a {what} folder to {option}.")
+        model, info = model_class.from_pretrained(source, config=config, local_files_only=local_only,
+                                                  output_loading_info=True)
+        processor = processor_class.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError, KeyError) as error:
+        raise missing_pretrained_error(name_or_dir, f"{what} model", error) from None
+    absent = [str(k) for k in [*info.get("missing_keys", ()), *info.get("mismatched_keys", ())]]
+    if absent:
+        raise LimisError(
+            f"'{name_or_dir}' does not fit the {what} architecture ({len(absent)} weights missing or mis-shaped, "
+            f"e.g. {absent[0]}); use the checkpoint's own folder from save_pretrained."
+        )
+    return model, processor

@@ -17,7 +17,7 @@ import torch
 
 from limis.detect.base import Box, Detection, SliceImage
 from limis.errors import LimisError
-from limis.weights import missing_pretrained_error, resolve_pretrained
+from limis.weights import load_transformers_model
 
 DEFAULT_MODEL = "IDEA-Research/grounding-dino-tiny"
 
@@ -55,24 +55,6 @@ def _display_box(box: Sequence[float], shape: tuple[int, int]) -> Box:
         float(np.clip(x2, 0, cols - 1)),
         float(np.clip(y2, 0, rows - 1)),
     )
-
-
-def _check_model_type(config: Any, name_or_dir: str) -> None:
-    """Refuse a checkpoint of another architecture before transformers would fill it with random weights."""
-    if config.model_type != "grounding-dino":
-        raise LimisError(
-            f"'{name_or_dir}' holds a {config.model_type} model, not Grounding DINO; pass a Grounding DINO folder."
-        )
-
-
-def _check_complete(info: dict, name_or_dir: str) -> None:
-    """Strict loading: every weight must come from the checkpoint (transformers only logs what it initialised)."""
-    absent = [str(k) for k in [*info.get("missing_keys", ()), *info.get("mismatched_keys", ())]]
-    if absent:
-        raise LimisError(
-            f"'{name_or_dir}' does not fit the Grounding DINO architecture ({len(absent)} weights missing or "
-            f"mis-shaped, e.g. {absent[0]}); use the checkpoint's own folder from save_pretrained."
-        )
 
 
 class GroundingDinoDetector:
@@ -113,19 +95,11 @@ class GroundingDinoDetector:
         Raises `WeightsNotFoundError` (one line, saying where to put the files) when nothing loadable is
         found, `LimisError` when the folder holds another architecture or an incomplete checkpoint.
         """
-        from transformers import AutoConfig, AutoProcessor, GroundingDinoForObjectDetection
+        from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
-        source, local_only = resolve_pretrained(name_or_dir, "Grounding DINO")
-        try:
-            config = AutoConfig.from_pretrained(source, local_files_only=local_only)
-            _check_model_type(config, name_or_dir)
-            model, info = GroundingDinoForObjectDetection.from_pretrained(
-                source, config=config, local_files_only=local_only, output_loading_info=True
-            )
-            processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
-        except (OSError, ValueError, KeyError) as error:
-            raise missing_pretrained_error(name_or_dir, "Grounding DINO model", error) from None
-        _check_complete(info, name_or_dir)
+        model, processor = load_transformers_model(
+            GroundingDinoForObjectDetection, AutoProcessor, name_or_dir, "grounding-dino", "Grounding DINO", "--detector-weights"
+        )
         options = {"box_threshold": box_threshold, "text_threshold": text_threshold, "batch_size": batch_size}
         return cls(model, processor, device=device, weights_path=name_or_dir, **options)
 

@@ -14,30 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from limis.errors import LimisError
 from limis.segment.base import Embedding, Prompt, SegmentResult
-from limis.weights import missing_pretrained_error, resolve_pretrained
+from limis.weights import load_transformers_model
 
 DEFAULT_MODEL = "facebook/sam-vit-base"
-
-
-def _check_model_type(config: Any, name_or_dir: str) -> None:
-    """Refuse a checkpoint of another architecture before transformers would fill it with random weights."""
-    if config.model_type != "sam":
-        raise LimisError(
-            f"'{name_or_dir}' holds a {config.model_type} model, not SAM; pass a SAM or MedSAM folder "
-            "to --segmenter hf-sam."
-        )
-
-
-def _check_complete(info: dict, name_or_dir: str) -> None:
-    """Strict loading: every weight must come from the checkpoint (transformers only logs what it initialised)."""
-    absent = [str(k) for k in [*info.get("missing_keys", ()), *info.get("mismatched_keys", ())]]
-    if absent:
-        raise LimisError(
-            f"'{name_or_dir}' does not fit the SAM architecture ({len(absent)} weights missing or mis-shaped, "
-            f"e.g. {absent[0]}); use the checkpoint's own folder from save_pretrained."
-        )
 
 
 class HFSamSegmenter:
@@ -58,19 +38,11 @@ class HFSamSegmenter:
         Raises `WeightsNotFoundError` (one line, saying where to put the files) when nothing loadable is
         found, `LimisError` when the folder holds another architecture or an incomplete checkpoint.
         """
-        from transformers import AutoConfig, AutoImageProcessor, SamModel
+        from transformers import AutoImageProcessor, SamModel
 
-        source, local_only = resolve_pretrained(name_or_dir, "SAM (transformers)")
-        try:
-            config = AutoConfig.from_pretrained(source, local_files_only=local_only)
-            _check_model_type(config, name_or_dir)
-            model, info = SamModel.from_pretrained(
-                source, config=config, local_files_only=local_only, output_loading_info=True
-            )
-            processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
-        except (OSError, ValueError, KeyError) as error:
-            raise missing_pretrained_error(name_or_dir, "SAM model", error) from None
-        _check_complete(info, name_or_dir)
+        model, processor = load_transformers_model(
+            SamModel, AutoImageProcessor, name_or_dir, "sam", "SAM", "--weights with --segmenter hf-sam"
+        )
         return cls(model, processor, device=device, weights_path=name_or_dir)
 
     @property
