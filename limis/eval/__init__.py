@@ -1,0 +1,1 @@
+"""Evaluation: spacing-aware segmentation metrics (accuracy runners build on these)."""
