@@ -68,7 +68,7 @@ def run_benchmark(volume: Volume, detector, segmenter, structures: Sequence[str]
             encoded += fresh.misses
         return encoded
 
-    first = _measure("first query (cold, batched encoder)", query)
+    first = _measure(f"first query (cold, encoder batch {cache.batch_size})", query)
     second = _measure("second query (cached embeddings)", query)
     loop = _measure("naive loop (re-encode per query)", naive)
     return {
@@ -76,4 +76,5 @@ def run_benchmark(volume: Volume, detector, segmenter, structures: Sequence[str]
         "speedup_second_vs_first": first.seconds / max(second.seconds, 1e-9),
         "speedup_second_vs_naive": loop.seconds / max(second.seconds, 1e-9),
         "speedup_first_vs_naive": loop.seconds / max(first.seconds, 1e-9),
+        "encoder_batch_size": cache.batch_size,
     }

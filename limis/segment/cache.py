@@ -33,12 +33,15 @@ class EmbeddingCache:
         self,
         segmenter: Segmenter,
         max_bytes: int = DEFAULT_CACHE_BYTES,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         disk_dir: str | Path | None = None,
     ) -> None:
         self.segmenter = segmenter
         self.max_bytes = max_bytes
-        self.batch_size = batch_size
+        # Batches pay off on a GPU; on CPU `limis bench` measured batch 8 at 0.71x the speed of
+        # one slice per call (and 4x the peak memory), so CPU encodes one slice at a time.
+        on_gpu = getattr(getattr(segmenter, "device", None), "type", "cpu") == "cuda"
+        self.batch_size = batch_size or (8 if on_gpu else 1)
         self.disk_dir = Path(disk_dir) if disk_dir else None
         self._store: OrderedDict[tuple, Embedding] = OrderedDict()
         self._bytes = 0
