@@ -1,0 +1,87 @@
+"""`limis eval accuracy | interaction | usability`: every reported number from one command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from limis.cli.app import app, console
+
+eval_app = typer.Typer(help="Evaluate accuracy, simulated interaction and usability studies.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("accuracy", epilog="Example: limis eval accuracy --dataset evaluation/datasets/totalseg_example.yaml "
+                  "--mode oracle-box -s liver -s spleen --out runs/acc")
+def accuracy(
+    dataset: Path = typer.Option(..., "--dataset", help="Dataset manifest (YAML/JSON)."),
+    mode: str = typer.Option("oracle-box", "--mode", help="oracle-box | text | interactive."),
+    split: str = typer.Option("test", "--split", help="Patient-level split to evaluate."),
+    structures: list[str] = typer.Option(None, "-s", "--structure", help="Structures (default: all in the reference)."),
+    out: Path = typer.Option(Path("runs/accuracy"), "--out", help="Output folder (one subfolder per mode)."),
+    segmenter: str = typer.Option("litemedsam", "--segmenter"),
+    weights: str = typer.Option(None, "--weights"),
+    detector: str = typer.Option("grounding-dino", "--detector", help="Detector for --mode text."),
+    detector_weights: str = typer.Option(None, "--detector-weights"),
+    tolerance_mm: float = typer.Option(2.0, "--nsd-tolerance-mm"),
+    turns: int = typer.Option(5, "--turns", help="Simulated-user turns for --mode interactive."),
+    device: str = typer.Option("cpu", "--device"),
+    cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE"),
+) -> None:
+    """Per case x structure Dice/IoU/NSD/HD95/volume error, summary with bootstrap CIs, plots, provenance."""
+    from limis.detect.registry import build_detector
+    from limis.eval.accuracy import run_accuracy
+    from limis.eval.datasets import load_manifest
+    from limis.segment.builders import build_segmenter
+
+    manifest = load_manifest(dataset)
+    model = build_segmenter(segmenter, weights, device)
+    factory = None
+    if mode == "text":
+        factory = lambda volume: build_detector(detector, volume=volume, weights=detector_weights, device=device)  # noqa: E731
+    summary = run_accuracy(manifest, split, mode, structures or None, out, model, factory, tolerance_mm, turns,
+                           cache_dir=cache_dir)
+    console.print((out / mode / "summary.md").read_text() if summary else "no rows (nothing to evaluate).")
+    console.print(f"wrote {out / mode}")
+
+
+@eval_app.command("interaction", epilog="Example: limis eval interaction --dataset evaluation/datasets/totalseg_example.yaml "
+                  "-s kidney_left --turns 8 --out runs/interaction")
+def interaction(
+    dataset: Path = typer.Option(..., "--dataset"),
+    split: str = typer.Option("test", "--split"),
+    structures: list[str] = typer.Option(None, "-s", "--structure"),
+    turns: int = typer.Option(8, "--turns", help="K: interactions per run."),
+    start: str = typer.Option("poor", "--start", help="poor (box 40% too large, 20 mm toward the patient's right) | oracle (true box)."),
+    out: Path = typer.Option(Path("runs/interaction"), "--out"),
+    segmenter: str = typer.Option("litemedsam", "--segmenter"),
+    weights: str = typer.Option(None, "--weights"),
+    device: str = typer.Option("cpu", "--device"),
+    cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE"),
+) -> None:
+    """Simulated language user vs click baseline: Dice per turn, NoI@85/90, failures at K, time per turn."""
+    from limis.eval.datasets import load_manifest
+    from limis.eval.interaction import run_interaction
+    from limis.segment.builders import build_segmenter
+
+    summary = run_interaction(load_manifest(dataset), split, structures or None, out,
+                              build_segmenter(segmenter, weights, device), turns, start, cache_dir=cache_dir)
+    console.print((out / "summary.md").read_text() if summary else "no runs.")
+
+
+@eval_app.command("usability", epilog="Example: limis eval usability study_logs/ --out runs/usability")
+def usability(
+    logdir: Path = typer.Argument(..., help="Folder of interaction logs (*.jsonl) and questionnaires."),
+    out: Path = typer.Option(Path("runs/usability"), "--out"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """SUS and raw NASA-TLX per participant, task times, interactions per task, Dice at acceptance."""
+    from limis.eval.usability import run_usability
+
+    summary = run_usability(logdir, out)
+    if as_json:
+        console.print_json(json.dumps(summary, default=str))
+    else:
+        console.print((out / "report.md").read_text())

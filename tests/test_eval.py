@@ -1,0 +1,141 @@
+"""Evaluation suite: manifests and patient-level splits, accuracy runner (resume), simulated users."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from limis.errors import LimisError
+from limis.eval.accuracy import run_accuracy
+from limis.eval.datasets import load_manifest
+from limis.eval.interaction import run_interaction
+from limis.eval.simulated_user import next_click, next_utterance
+from limis.imaging import Plane, SliceGeometry
+from limis.imaging.phantom import make_phantom
+
+REPO = Path(__file__).resolve().parents[1]
+TOTALSEG_MANIFEST = REPO / "evaluation" / "datasets" / "totalseg_example.yaml"
+SAMMED2D_MANIFEST = REPO / "evaluation" / "datasets" / "sammed2d_demo.yaml"
+
+
+def test_shared_manifest_declares_patients_and_splits(totalseg_dir: Path) -> None:
+    manifest = load_manifest(TOTALSEG_MANIFEST)
+    assert [c.case_id for c in manifest.split("test")] == ["example_ct", "example_ct_sm", "dicom_example_ct"]
+    assert {c.patient for c in manifest.cases} == {"ts_example", "ts_dicom"}
+    assert manifest.label_names[3] == "kidney_left"
+
+
+def test_mixed_patient_split_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "map.json").write_text(json.dumps({"1": "liver"}))
+    (tmp_path / "m.yaml").write_text(
+        "format: nifti-folder\nlabel_map: {file: map.json}\ncases:\n"
+        "  - {id: a, patient: p1, split: train, image: a.nii.gz, labels: a_seg.nii.gz}\n"
+        "  - {id: b, patient: p1, split: test, image: b.nii.gz, labels: b_seg.nii.gz}\n")
+    with pytest.raises(LimisError, match="patient 'p1' is in splits"):
+        load_manifest(tmp_path / "m.yaml")
+    with pytest.raises(LimisError, match="needs 'format'"):
+        (tmp_path / "bad.yaml").write_text("name: x\n")
+        load_manifest(tmp_path / "bad.yaml")
+
+
+def test_png2d_manifest_reads_sam_med2d_layout(sammed2d_dir: Path) -> None:
+    manifest = load_manifest(SAMMED2D_MANIFEST)
+    cases = {c.case_id: c for c in manifest.cases}
+    assert set(cases) == {"amos_0004_75", "amos_0006_90", "s0114_111", "s0619_32"}  # the MR slice has no masks
+    assert cases["s0114_111"].view == "rotated180" and len(cases["s0619_32"].masks["hip_left"]) == 2
+    assert "liver" in manifest.label_names.values()
+
+
+def _nnunet_phantoms(root: Path, seeds=(0, 1, 2)) -> Path:
+    """A tiny nnU-Net raw dataset made of phantoms (patients p0..p2; p2 in train)."""
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    for seed in seeds:
+        paths = make_phantom(root / f"tmp{seed}", seed=seed)
+        shutil.move(paths["image"], root / "imagesTr" / f"case{seed}_0000.nii.gz")
+        shutil.move(paths["labels"], root / "labelsTr" / f"case{seed}.nii.gz")
+    (root / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "spleen": 1, "kidney_right": 2,
+                                                              "kidney_left": 3, "liver": 5}}))
+    manifest = root / "manifest.yaml"
+    manifest.write_text("name: phantoms\nformat: nnunet\nroot: .\nsplits:\n  test: [case0, case1]\n  train: [case2]\n")
+    return manifest
+
+
+def test_accuracy_runner_resumes_after_a_kill(tmp_path: Path, box_segmenter) -> None:
+    manifest = load_manifest(_nnunet_phantoms(tmp_path / "data"))
+    assert [c.case_id for c in manifest.split("test")] == ["case0", "case1"]
+    out = tmp_path / "runs"
+
+    def crash(case_id: str) -> None:
+        raise KeyboardInterrupt(f"killed after {case_id}")
+
+    with pytest.raises(KeyboardInterrupt):
+        run_accuracy(manifest, "test", "oracle-box", ["kidney_left", "liver"], out, box_segmenter, after_case=crash)
+    results = out / "oracle-box" / "results.csv"
+    first_run = results.read_text()
+    assert len(first_run.splitlines()) == 3  # header + case0's two structures: nothing lost
+    with results.open("a") as handle:
+        handle.write("oracle-box,case1,case1,kidney_left,0.5")  # a row cut off mid-write by the kill
+    summary = run_accuracy(manifest, "test", "oracle-box", ["kidney_left", "liver"], out, box_segmenter)
+    text = results.read_text()
+    assert text.startswith(first_run)  # finished rows were kept, not recomputed
+    rows = list(csv.DictReader(text.splitlines()))
+    assert sorted((r["case"], r["structure"]) for r in rows) == [
+        ("case0", "kidney_left"), ("case0", "liver"), ("case1", "kidney_left"), ("case1", "liver")]
+    assert summary["liver"]["dice"]["n"] == 2
+    assert (out / "oracle-box" / "summary.md").exists() and (out / "oracle-box" / "dice_boxplot.png").exists()
+    record = json.loads((out / "oracle-box" / "run.json").read_text())
+    assert record["config"]["mode"] == "oracle-box" and "torch" in record["versions"]
+    with pytest.raises(LimisError, match="another config"):
+        run_accuracy(manifest, "test", "oracle-box", ["spleen"], out, box_segmenter)
+
+
+def test_language_user_speaks_in_patient_terms() -> None:
+    geometry = SliceGeometry((100, 80, 1), np.eye(4), Plane.AXIAL, 0)  # RAS: screen right = patient's left
+    truth = np.zeros((80, 100), dtype=bool)
+    truth[30:50, 60:80] = True
+    assert next_utterance(None, (20.0, 30.0, 40.0, 49.0), truth, geometry) == "move left 40 mm"
+    assert next_utterance(None, (50.0, 20.0, 89.0, 59.0), truth, geometry).startswith("smaller by")
+    mask = truth.copy()
+    mask[30:40, 60:80] = False
+    assert next_utterance(mask, (60.0, 30.0, 79.0, 49.0), truth, geometry) == "include the upper part"
+    x, y, positive = next_click(mask, truth)
+    assert positive and 30 <= y < 40 and 60 <= x < 80
+
+
+@pytest.mark.slow
+def test_accuracy_oracle_box_on_shared_ct(tmp_path: Path, litemedsam, embedding_cache_dir: Path) -> None:
+    manifest = load_manifest(TOTALSEG_MANIFEST)
+    subset = type(manifest)(manifest.name, manifest.format, manifest.modality, manifest.path, manifest.label_names,
+                            tuple(c for c in manifest.cases if c.case_id == "example_ct"))
+    structures = ["kidney_left", "kidney_right", "spleen", "liver"]
+    summary = run_accuracy(subset, "test", "oracle-box", structures, tmp_path, litemedsam,
+                           cache_dir=embedding_cache_dir)
+    print({s: round(v["dice"]["mean"], 3) for s, v in summary.items()})
+    for structure in structures:
+        assert summary[structure]["dice"]["mean"] >= 0.85
+    folder = tmp_path / "oracle-box"
+    for name in ("results.csv", "summary.md", "dice_boxplot.png", "dice_vs_size.png", "run.json"):
+        assert (folder / name).exists(), name
+    assert len(json.loads((folder / "run.json").read_text())["weights_sha256"]["litemedsam"]) == 64
+
+
+@pytest.mark.slow
+def test_interaction_language_user_raises_dice_and_clicks_run(tmp_path: Path, litemedsam,
+                                                              embedding_cache_dir: Path) -> None:
+    manifest = load_manifest(TOTALSEG_MANIFEST)
+    subset = type(manifest)(manifest.name, manifest.format, manifest.modality, manifest.path, manifest.label_names,
+                            tuple(c for c in manifest.cases if c.case_id == "example_ct"))
+    summary = run_interaction(subset, "test", ["kidney_left", "spleen"], tmp_path,
+                              litemedsam, turns=4, cache_dir=embedding_cache_dir)
+    print(json.dumps(summary, indent=1))
+    language = summary["language"]["mean_dice_per_turn"]
+    assert language[-1] > language[0] and language[-1] >= 0.85
+    assert summary["language"]["fail_85_at_k"] == 0.0 and summary["language"]["noi_85"] >= 0
+    assert len(summary["clicks"]["mean_dice_per_turn"]) == 5
+    assert (tmp_path / "summary.md").exists() and (tmp_path / "dice_per_turn.png").exists()
