@@ -139,3 +139,33 @@ def test_interaction_language_user_raises_dice_and_clicks_run(tmp_path: Path, li
     assert summary["language"]["fail_85_at_k"] == 0.0 and summary["language"]["noi_85"] >= 0
     assert len(summary["clicks"]["mean_dice_per_turn"]) == 5
     assert (tmp_path / "summary.md").exists() and (tmp_path / "dice_per_turn.png").exists()
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "evaluation" / "datasets" / "public").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_public_dataset_configs_are_declared_with_canonical_labels(config: Path) -> None:
+    import yaml
+
+    from limis import vocab
+    from limis.eval.datasets import FORMATS
+
+    spec = yaml.safe_load(config.read_text())
+    assert spec["format"] in FORMATS and "${LIMIS_DATA}" in spec["root"]
+    names = list((spec.get("labels") or {}).values()) + list(spec.get("structures") or [])
+    if "label_set" in spec:
+        names += list(vocab.label_set(spec["label_set"]).values())
+    for name in names:
+        assert vocab.get_structure(name).name == name
+
+
+def test_nnunet_v1_style_labels_are_made_canonical(tmp_path: Path) -> None:
+    root = tmp_path / "amos"
+    (root / "labelsTr").mkdir(parents=True)
+    (root / "imagesTr").mkdir()
+    (root / "labelsTr" / "amos_0001.nii.gz").write_bytes(b"")
+    (root / "dataset.json").write_text(json.dumps({"labels": {"0": "background", "1": "spleen", "9": "postcava",
+                                                              "2": "right kidney"}}))
+    (tmp_path / "m.yaml").write_text("format: nnunet\nroot: amos\n")
+    manifest = load_manifest(tmp_path / "m.yaml")
+    assert manifest.label_names == {1: "spleen", 9: "inferior_vena_cava", 2: "kidney_right"}
+    assert manifest.cases[0].image == root / "imagesTr" / "amos_0001.nii.gz"

@@ -12,6 +12,7 @@ A patient may appear in only one split; the suite refuses a manifest that mixes 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +62,9 @@ def load_manifest(path: str | Path) -> Manifest:
         raise LimisError(f"{path}: not a readable YAML/JSON manifest ({type(error).__name__}).") from error
     if not isinstance(spec, dict) or spec.get("format") not in FORMATS:
         raise LimisError(f"{path}: the manifest needs 'format' set to one of: {', '.join(FORMATS)}.")
-    root = (path.parent / spec.get("root", ".")).resolve()
+    root = (path.parent / os.path.expandvars(str(spec.get("root", ".")))).resolve()
+    if not root.exists():
+        raise LimisError(f"{path}: data root {root} does not exist; download the dataset there or set the variable in 'root'.")
     reader = {"nifti-folder": _nifti_folder, "nnunet": _nnunet, "png2d": _png2d}[spec["format"]]
     names, cases = reader(spec, root, path)
     manifest = Manifest(spec.get("name", path.stem), spec["format"], spec.get("modality", "CT"), path, names, tuple(cases))
@@ -88,11 +91,32 @@ def _case_split(spec: dict, patient: str, explicit: str | None) -> str:
     return explicit or _splits_by_patient(spec).get(patient) or spec.get("default_split", "test")
 
 
+def _canonical(names: dict[int, str]) -> dict[int, str]:
+    """Dataset label names -> canonical structures where the vocabulary knows them ("postcava" -> IVC)."""
+    from limis import vocab
+
+    resolved = {}
+    for label_id, name in names.items():
+        found: tuple[str, ...] = ()
+        for phrase in (name, name.replace("_", " ")):
+            try:
+                found = vocab.resolve(phrase).structures
+                break
+            except LimisError:
+                continue
+        resolved[label_id] = found[0] if len(found) == 1 else name
+    return resolved
+
+
 def _label_names(spec: dict, root: Path, manifest: Path) -> dict[int, str]:
     from limis.detect.registry import read_label_names
 
     if "labels" in spec:
-        return {int(k): str(v) for k, v in spec["labels"].items() if int(k) != 0}
+        return _canonical({int(k): str(v) for k, v in spec["labels"].items() if int(k) != 0})
+    if "label_set" in spec:
+        from limis import vocab
+
+        return vocab.label_set(spec["label_set"])
     label_map = spec.get("label_map")
     if not label_map:
         raise LimisError(f"{manifest}: give 'labels' {{id: name}} or 'label_map' {{file, key}}.")
@@ -110,14 +134,19 @@ def _nifti_folder(spec: dict, root: Path, manifest: Path) -> tuple[dict[int, str
 
 def _nnunet(spec: dict, root: Path, manifest: Path) -> tuple[dict[int, str], list[Case]]:
     dataset = json.loads((root / "dataset.json").read_text())
-    names = {int(v): k for k, v in dataset["labels"].items() if int(v) != 0}
+    labels = dataset["labels"]
+    # nnU-Net v2 maps name -> id; v1-style files (AMOS, MSD) map "id" -> name; the manifest may override both
+    pairs = labels.items() if all(str(k).isdigit() for k in labels) else ((v, k) for k, v in labels.items())
+    names = (_label_names(spec, root, manifest) if {"labels", "label_set"} & set(spec)
+             else _canonical({int(i): str(n) for i, n in pairs if int(i) != 0}))
     patients = spec.get("patients", {})
     cases = []
     for label_file in sorted((root / "labelsTr").glob("*.nii.gz")):
         case_id = label_file.name[: -len(".nii.gz")]
         patient = str(patients.get(case_id, case_id))
-        cases.append(Case(case_id, patient, _case_split(spec, patient, None),
-                          root / "imagesTr" / f"{case_id}_0000.nii.gz", label_file))
+        image = root / "imagesTr" / f"{case_id}_0000.nii.gz"
+        image = image if image.exists() else root / "imagesTr" / label_file.name
+        cases.append(Case(case_id, patient, _case_split(spec, patient, None), image, label_file))
     return names, cases
 
 

@@ -1,0 +1,5 @@
+"""`python -m limis.cli` (used by `accelerate launch -m limis.cli ...`)."""
+
+from limis.cli import entry
+
+entry()
