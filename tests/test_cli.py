@@ -120,3 +120,23 @@ def test_readme_main_job_runs_as_a_command(tmp_path: Path) -> None:
     mask = np.asarray(nib.load(str(tmp_path / "seg.nii.gz")).dataobj) > 0
     truth = np.asarray(nib.load(str(tmp_path / "phantom_labels.nii.gz")).dataobj) == 3
     assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) >= 0.85
+
+
+def test_eval_usability_cli(tmp_path: Path, capsys) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    events = [{"session_id": "s1", "participant": "P1", "time": 100.0 + i, "event": "command", "utterance": u,
+               "edit": e, "edit_args": a, "changed": True, "reply": "", "seconds": 0.5, "structure": "liver",
+               "plane": "axial", "slice": 3, "mask_pixels": 10, "mask_area_mm2": 90.0, "dice": d, "image": "x"}
+              for i, (u, e, a, d) in enumerate([("liver", "Query", {}, 0.8), ("bigger", "ScaleBox", {}, 0.9),
+                                                 ("accept", "Control", {"action": "accept"}, 0.9)])]
+    (logs / "s1.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    answers = {f"sus_{i}": (4 if i % 2 else 2) for i in range(1, 11)}  # SUS (3*5 + 3*5) * 2.5 = 75
+    answers.update({"participant": "P1", "session_id": "s1", "tlx_mental": 30, "tlx_physical": 10, "tlx_temporal": 20,
+                    "tlx_performance": 20, "tlx_effort": 30, "tlx_frustration": 10})
+    (logs / "P1_questionnaire.json").write_text(json.dumps(answers))
+    assert main(["eval", "usability", str(logs), "--out", str(tmp_path / "report"), "--json"]) == 0
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert (tmp_path / "report" / "report.md").exists()
+    assert summary["participants"][0]["sus"] == 75.0 and summary["participants"][0]["tlx_raw"] == 20.0
+    assert summary["counts"]["tasks_accepted"] == 1 and summary["overall"]["dice_at_acceptance"]["mean"] == 0.9
