@@ -58,11 +58,11 @@ class EmbeddingCache:
         """Embeddings for the images, encoding only the misses, in batches of `batch_size`."""
         fresh: dict[tuple, Embedding] = {}
         missing = [im for im in {im.key: im for im in images}.values() if im.key not in self._store]
-        for image in list(missing):
+        for image in missing:
             stored = self._read_disk(image.key)
             if stored is not None:
                 fresh[image.key] = stored
-                missing.remove(image)
+        missing = [image for image in missing if image.key not in fresh]
         self.hits += len(images) - len(missing)
         self.misses += len(missing)
         for start in range(0, len(missing), self.batch_size):

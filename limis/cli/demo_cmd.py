@@ -1,0 +1,50 @@
+"""`limis demo`: the Gradio web demo, on 127.0.0.1 unless told otherwise."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from limis.cli.app import app, console, console_err
+
+EPILOG = ("Examples: limis demo  ·  limis demo --port 8080 --log-dir study-logs  ·  "
+          "limis demo --host 0.0.0.0 --auth-file collaborators.txt --max-upload-mb 256")
+
+
+@app.command("demo", epilog=EPILOG)
+def demo(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes the demo to the network."),
+    port: int = typer.Option(7860, "--port"),
+    auth: str = typer.Option(None, "--auth", help="USER:PASSWORD for a login page (visible in `ps`; prefer --auth-file)."),
+    auth_file: Path = typer.Option(None, "--auth-file", help="File of USER:PASSWORD lines, one per collaborator."),
+    max_upload_mb: float = typer.Option(None, "--max-upload-mb", help="Largest upload accepted (default 512)."),
+    concurrency: int = typer.Option(None, "--concurrency", help="Model jobs run at once across all users (default 2)."),
+    log_dir: Path = typer.Option(None, "--log-dir", help="Study logs and questionnaires (default limis-output/study-logs)."),
+    task_file: Path = typer.Option(None, "--task-file", help="JSON/YAML list of study tasks (default: 3 built-in tasks)."),
+    segmenter: str = typer.Option(None, "--segmenter", help="litemedsam (default) | medsam_vit_b | sam_vit_b/l/h | hf-sam."),
+    weights: str = typer.Option(None, "--weights", help="Segmenter weights file (default: the shipped LiteMedSAM)."),
+    device: str = typer.Option(None, "--device", help="cpu (default) or cuda."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE",
+                                   help="Keep slice embeddings on disk between sessions and runs."),
+    asr_model: Path = typer.Option(None, "--asr-model", help="Local speech-recognition model folder: shows a microphone."),
+) -> None:
+    """Serve the interactive web demo: upload or pick the example case, type 'left kidney', refine, download."""
+    from limis.demo.config import DemoConfig, parse_auth, read_auth_file
+
+    credentials = read_auth_file(auth_file) if auth_file else ((parse_auth(auth),) if auth else ())
+    chosen = {
+        "max_upload_mb": max_upload_mb, "concurrency_limit": concurrency, "log_dir": log_dir, "task_file": task_file,
+        "segmenter": segmenter, "weights": weights, "device": device, "embedding_cache_dir": cache_dir,
+        "asr_model": asr_model,
+    }
+    config = DemoConfig(host=host, port=port, auth=credentials, **{k: v for k, v in chosen.items() if v is not None})
+    if host not in ("127.0.0.1", "localhost") and not credentials:
+        console_err.print(f"[yellow]warning:[/] serving on {host} without --auth: anyone who can reach this port "
+                          "can upload images and use the demo.", highlight=False)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported below
+    from limis.demo.app import launch
+
+    console.print(f"LIMIS demo on http://{host}:{port} (Ctrl-C to stop)", highlight=False)
+    launch(config)

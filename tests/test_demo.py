@@ -1,0 +1,400 @@
+"""The Gradio demo, launched in-process and driven over HTTP with gradio_client like a collaborator would.
+
+Real LiteMedSAM on single slices (embeddings shared through the session-wide disk cache); the
+renderer's orientation letters and click mapping are checked without a server.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import nibabel as nib
+import numpy as np
+import pytest
+
+from limis.demo.app import build_app, launch_options
+from limis.demo.config import DemoConfig, parse_auth, read_auth_file
+from limis.errors import LimisError
+
+# Viewer outputs as the client sees them (the gr.State is hidden from the API).
+IMAGE, LEGEND, TABLE, CHAT, STATUS, SLIDER = 0, 1, 2, 3, 4, 5
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def serve(config: DemoConfig, segmenter):
+    app = build_app(config, segmenter)
+    app.launch(prevent_thread_lock=True, quiet=True, **launch_options(config))
+    try:
+        yield app, f"http://127.0.0.1:{config.port}/"
+    finally:
+        app.close()
+
+
+def client(url: str):
+    from gradio_client import Client
+
+    return Client(url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory, litemedsam, embedding_cache_dir):
+    root = tmp_path_factory.mktemp("demo")
+    config = DemoConfig(port=free_port(), temp_dir=root / "served", log_dir=root / "logs",
+                        embedding_cache_dir=embedding_cache_dir)
+    with serve(config, litemedsam) as (app, url):
+        yield app, url, config
+
+
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory, litemedsam, embedding_cache_dir):
+    """A second app sharing the same segmenter, with a 0.5 MB upload cap."""
+    root = tmp_path_factory.mktemp("demo-small")
+    config = DemoConfig(port=free_port(), temp_dir=root / "served", log_dir=root / "logs", max_upload_mb=0.5,
+                        embedding_cache_dir=embedding_cache_dir)
+    with serve(config, litemedsam) as (app, url):
+        yield app, url, config
+
+
+def one_structure_slice(out: dict[str, Path], name: str) -> tuple[np.ndarray, int]:
+    """(boolean source-grid mask of `name` from the downloaded labelmap + JSON, the one source z it covers)."""
+    table = json.loads(out["labels.json"].read_text())
+    label_id = next(row["id"] for row in table["labels"] if row["name"] == name)
+    mask = np.asarray(nib.load(str(out["labels.nii.gz"])).dataobj) == label_id
+    slices = np.unique(np.nonzero(mask)[2])
+    assert slices.size == 1, f"{name} should cover exactly one slice, got {slices}"
+    return mask, int(slices[0])
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * np.logical_and(a, b).sum() / max(int(a.sum() + b.sum()), 1))
+
+
+def downloaded(files) -> dict[str, Path]:
+    return {Path(f).name.split("_")[-1]: Path(f) for f in files}
+
+
+@pytest.mark.slow
+def test_golden_flow_on_the_shared_ct(demo_server, totalseg_dir, total_names):
+    """Upload CT + reference, slice 85, 'left kidney' -> 'bigger' -> 'undo', download: geometry and Dice hold."""
+    _, url, config = demo_server
+    ct, ref = totalseg_dir / "example_ct.nii.gz", totalseg_dir / "example_seg_fast_force_split.nii.gz"
+    user = client(url)
+    from gradio_client import handle_file
+
+    assert user.predict("P01", api_name="/study_start").startswith("Study session")
+    loaded = user.predict([handle_file(str(ct))], "radiological", handle_file(str(ref)),
+                          handle_file(str(totalseg_dir / "label_map.json")), api_name="/load")
+    assert loaded[STATUS].startswith("Loaded example_ct.nii.gz") and "oracle" in loaded[-1]
+    assert user.predict(85, api_name="/slice")[SLIDER]["value"] == 85
+    found = user.predict("left kidney", api_name="/query")
+    assert "Segmented Left kidney" in found[STATUS] and "Dice" in found[STATUS]
+    assert "data-structure='kidney_left'" in found[LEGEND]
+    assert found[TABLE]["data"][0][0] == "Left kidney" and found[TABLE]["data"][0][-1] >= 0.85
+    assert "bigger" in user.predict("bigger", api_name="/query")[STATUS]
+    undone = user.predict(api_name="/undo")
+    assert undone[STATUS].startswith("Undone") and [m["role"] for m in undone[CHAT]] == ["user", "assistant"] * 3
+
+    files, note = user.predict(api_name="/download")
+    out = downloaded(files)
+    assert set(out) == {"labels.nii.gz", "labels.json", "view.png"}, note
+    source, written = nib.load(str(ct)), nib.load(str(out["labels.nii.gz"]))
+    assert written.shape == source.shape and np.allclose(written.affine, source.affine)
+    mask, z = one_structure_slice(out, "kidney_left")
+    kidney_id = next(i for i, n in total_names.items() if n == "kidney_left")
+    assert z == 85 and dice(mask[:, :, 85], np.asarray(nib.load(str(ref)).dataobj)[:, :, 85] == kidney_id) >= 0.85
+
+    log = next(Path(config.log_dir).glob("P01_*.jsonl"))
+    commands = [json.loads(line) for line in log.read_text().splitlines() if '"command"' in line]
+    assert [c["utterance"] for c in commands] == ["go to slice 85", "left kidney", "bigger", "undo"]
+    assert all(c["event"] == "command" for c in commands)
+
+
+def shifted_phantom(folder: Path, seed: int, shift: int) -> dict[str, Path]:
+    """The phantom (noise seed `seed`) with image and labels rolled `shift` voxels along the first axis."""
+    from limis.imaging.phantom import make_phantom
+
+    paths = make_phantom(folder, seed=seed)
+    for key in ("image", "labels"):
+        image = nib.load(str(paths[key]))
+        nib.save(nib.Nifti1Image(np.roll(np.asarray(image.dataobj), shift, axis=0), image.affine), str(paths[key]))
+    return paths
+
+
+@pytest.mark.slow
+def test_eight_concurrent_sessions_keep_their_own_images(demo_server, tmp_path):
+    """8 clients at once on 8 different images: each gets the mask of its own image, and the app stays up."""
+    _, url, _ = demo_server
+    cases = [shifted_phantom(tmp_path / f"case{i}", seed=i, shift=4 * i) for i in range(8)]
+
+    def one_user(case: dict[str, Path]) -> dict[str, Path]:
+        from gradio_client import handle_file
+
+        user = client(url)
+        user.predict([handle_file(str(case["image"]))], "radiological", handle_file(str(case["labels"])),
+                     handle_file(str(case["label_map"])), api_name="/load")
+        assert "Segmented Left kidney" in user.predict("left kidney", api_name="/query")[STATUS]
+        return downloaded(user.predict(api_name="/download")[0])
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(one_user, cases))
+    print(f"8 concurrent sessions: {time.perf_counter() - started:.1f} s")
+    references = [np.asarray(nib.load(str(c["labels"])).dataobj) == 3 for c in cases]  # phantom kidney_left id
+    for number, out in enumerate(results):
+        mask, z = one_structure_slice(out, "kidney_left")
+        scores = [dice(mask[:, :, z], ref[:, :, z]) for ref in references]
+        assert int(np.argmax(scores)) == number and scores[number] >= 0.85, (number, np.round(scores, 2))
+    assert client(url).predict(api_name="/example")[STATUS].startswith("Loaded the example phantom")
+
+
+@pytest.mark.slow
+def test_bad_uploads_show_one_line_and_keep_the_session(small_server, tmp_path):
+    """Corrupt, empty, unsupported and oversize uploads: a visible one-line warning, the old case stays."""
+    from gradio_client import handle_file
+
+    app, url, config = small_server
+    user = client(url)
+    assert user.predict(api_name="/example")[STATUS].startswith("Loaded the example phantom")
+    before = user.predict("left kidney", api_name="/query")
+    assert before[TABLE]["data"][0][0] == "Left kidney"
+
+    example = Path(config.temp_dir) / "example" / "phantom_ct.nii.gz"
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(example.read_bytes()[: example.stat().st_size // 2])
+    empty, text = tmp_path / "empty.nii.gz", tmp_path / "notes.txt"
+    empty.write_bytes(b"")
+    text.write_text("not an image")
+    fake_dicoms = [tmp_path / f"slice{i}.dcm" for i in range(2)]
+    for path in fake_dicoms:
+        path.write_bytes(b"\0" * 300_000)  # each under the 0.5 MB cap, together over it
+    for files, expected in (([corrupt], "corrupt.nii.gz"), ([empty], "empty"), ([text], "unsupported"),
+                            (fake_dicoms, "over this demo's 0.5 MB limit")):
+        result = user.predict([handle_file(str(f)) for f in files], "radiological", None, None, api_name="/load")
+        status = result[STATUS]
+        assert status.startswith("⚠️") and expected in status and "\n" not in status, status
+        assert "Traceback" not in status and "/tmp" not in status and str(tmp_path) not in status
+        assert result[TABLE] == before[TABLE] and result[IMAGE] is not None  # the session is unchanged
+
+    oversize = tmp_path / "big.nii.gz"
+    oversize.write_bytes(b"\0" * (config.max_upload_bytes + 1))
+    with pytest.raises(ValueError, match="exceeds the maximum file size") as refused:
+        user.predict([handle_file(str(oversize))], "radiological", None, None, api_name="/load")
+    assert "\n" not in str(refused.value)
+    raw = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.nii.gz", oversize.read_bytes())})
+    assert raw.status_code == 413  # the server enforces the cap too, whatever the client does
+    after = user.predict("bigger", api_name="/query")
+    assert after[STATUS].startswith("Made the box bigger") and after[TABLE]["data"][0][0] == "Left kidney"
+    assert user.predict("bone", api_name="/window")[STATUS].startswith("Using the bone window.")
+    coronal = user.predict("coronal", api_name="/plane")
+    assert coronal[STATUS].startswith("Showing the coronal view") and coronal[SLIDER]["maximum"] == 95  # phantom A-P
+
+
+@pytest.mark.slow
+def test_dicom_series_upload_gives_a_dicom_seg(demo_server, totalseg_dir):
+    """Several .dcm-less DICOM files -> one series folder; downloads include a DICOM-SEG."""
+    import pydicom
+    from gradio_client import handle_file
+
+    _, url, _ = demo_server
+    user = client(url)
+    series = sorted((totalseg_dir / "dicom_example_ct").iterdir())
+    loaded = user.predict([handle_file(str(f)) for f in series], "radiological",
+                          handle_file(str(totalseg_dir / "example_seg_dicom.nii.gz")),
+                          handle_file(str(totalseg_dir / "label_map.json")), api_name="/load")
+    assert loaded[STATUS].startswith("Loaded 20 DICOM files") and "512×512×20" in loaded[STATUS]
+    found = user.predict("liver", api_name="/query")
+    assert "Segmented Liver" in found[STATUS] and found[TABLE]["data"][0][-1] >= 0.85
+    files, _ = user.predict(api_name="/download")
+    seg = pydicom.dcmread(str(downloaded(files)["seg.dcm"]))
+    assert seg.Modality == "SEG" and seg.SegmentSequence[0].SegmentLabel == "liver"
+
+
+def test_only_the_demo_temp_dir_is_served(demo_server, totalseg_dir):
+    app, url, config = demo_server
+    assert app.analytics_enabled is False and app.max_file_size == config.max_upload_bytes
+    for private in (totalseg_dir / "example_ct.nii.gz", REPO / "README.md", Path(config.log_dir)):
+        assert httpx.get(f"{url}gradio_api/file={private}").status_code in (403, 404)
+    example = Path(config.temp_dir) / "example" / "phantom_labels.json"
+    assert httpx.get(f"{url}gradio_api/file={example}").status_code == 200
+
+
+def test_study_mode_writes_log_and_questionnaire(demo_server):
+    _, url, config = demo_server
+    user = client(url)
+    # Endpoints with one visible output return it bare (the gr.State is hidden).
+    assert user.predict("Jane Doe", api_name="/study_start").startswith("⚠️ participant id")
+    assert user.predict("task_1", api_name="/task_start").startswith("⚠️ start the study first")
+    assert user.predict("P02", api_name="/study_start").startswith("Study session")
+    assert "task_1 started" in user.predict("task_1", api_name="/task_start")
+    assert "stopped after" in user.predict("task_1", api_name="/task_stop")
+    missing = user.predict(*([5] * 9 + [None]), *([20] * 6), api_name="/questionnaire")
+    assert missing.startswith("⚠️ please answer every SUS statement") and "sus_10" in missing
+    sus = [5, 1, 5, 1, 5, 1, 5, 1, 5, 1]
+    tlx = [10, 0, 20, 15, 30, 5]
+    assert "saved" in user.predict(*sus, *tlx, api_name="/questionnaire")
+    answers = json.loads(next(Path(config.log_dir).glob("P02_*_questionnaire.json")).read_text())
+    expected = {f"sus_{i}" for i in range(1, 11)} | {"tlx_mental", "tlx_physical", "tlx_temporal", "tlx_performance",
+                                                    "tlx_effort", "tlx_frustration"}
+    assert expected <= set(answers) and answers["participant"] == "P02"
+    events = [json.loads(line)["event"] for line in next(Path(config.log_dir).glob("P02_*.jsonl")).read_text().splitlines()]
+    assert events == ["study_start", "task_start", "task_end"]
+
+    from limis.eval.usability import load_study  # the study analysis reads what the demo wrote
+
+    study = load_study(config.log_dir)
+    form = next(q for q in study.questionnaires if q.participant == "P02")
+    task = next(t for t in study.tasks if t.participant == "P02")
+    assert form.sus == 100.0 and form.tlx_raw == pytest.approx(80 / 6)
+    assert (task.task_id, task.timing) == ("task_1", "markers")
+
+
+def test_orientation_letters_follow_the_geometry():
+    """Screen-left shows the patient's right (radiological) on RAS and LPS files, in every plane."""
+    from limis.demo.render import edge_letters
+    from limis.imaging.display import Plane, SliceGeometry
+    from limis.imaging.volume import canonical_affine
+
+    for source in (np.diag([3.0, 3.0, 4.0, 1.0]), np.diag([-3.0, -3.0, 4.0, 1.0])):
+        affine = canonical_affine(source, (20, 30, 10))
+        letters = {plane: edge_letters(SliceGeometry((20, 30, 10), affine, plane, 5)) for plane in Plane}
+        assert letters[Plane.AXIAL] == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+        assert letters[Plane.CORONAL] == {"left": "R", "right": "L", "top": "S", "bottom": "I"}
+        assert letters[Plane.SAGITTAL] == {"left": "A", "right": "P", "top": "S", "bottom": "I"}
+
+
+def offline_shared(tmp_path: Path, segmenter):
+    """Shared demo resources without a server (fast test double as the segmenter)."""
+    from limis.demo.state import Shared
+    from limis.demo.study import DEFAULT_TASKS
+    from limis.imaging.phantom import make_phantom
+
+    return Shared(DemoConfig(temp_dir=tmp_path), tmp_path, segmenter, make_phantom(tmp_path / "ex"), DEFAULT_TASKS)
+
+
+def test_two_clicks_draw_a_box_in_slice_pixels(box_segmenter, tmp_path):
+    """The box fallback maps screen clicks back through the picture's scale to display-slice pixels."""
+    from limis.demo import actions
+    from limis.demo.state import draw, new_state, open_case
+    from limis.imaging import load_image
+
+    shared = offline_shared(tmp_path, box_segmenter)
+    state = new_state(tmp_path)
+    open_case(shared, state, load_image(shared.example["image"]), None, "phantom", actions.NO_DETECTOR)
+    picture = draw(state)
+    assert picture.rgb.shape[:2] == (439, 512)  # 96 x 112 display pixels of 3 x 3 mm, longest side 512
+    with pytest.raises(LimisError, match="Structure for the box"):
+        actions.click(state, "", (10, 10))
+    assert "First corner" in actions.click(state, "left kidney", (20 * picture.col_scale, 30 * picture.row_scale))
+    assert "Box set" in actions.click(state, "left kidney", (40 * picture.col_scale, 50 * picture.row_scale))
+    assert state.session.box("kidney_left") == pytest.approx((20, 30, 40, 50))
+    assert int(state.session.mask("kidney_left").sum()) == 21 * 21
+
+
+def test_png_view_convention_is_redisplayed_radiologically(box_segmenter, tmp_path):
+    """A 2D picture has no geometry: its stated convention decides how it is turned to the radiological view."""
+    from PIL import Image
+
+    from limis.demo import actions
+    from limis.demo.render import edge_letters
+    from limis.demo.state import discard, draw, new_state
+    from limis.imaging.display import Plane, display_slice
+
+    pixels = (np.random.default_rng(0).random((40, 60)) * 255).astype(np.uint8)
+    png = tmp_path / "slice.png"
+    Image.fromarray(pixels).save(png)
+    shared, state = offline_shared(tmp_path, box_segmenter), new_state(tmp_path)
+    for view, turned in (("radiological", pixels), ("neurological", pixels[:, ::-1]), ("rotated180", pixels[::-1, ::-1])):
+        assert actions.load_upload(shared, state, [str(png)], view, None, None).startswith("Loaded slice.png: OT")
+        assert np.array_equal(display_slice(state.session.volume.array, Plane.AXIAL, 0), turned)
+        letters = edge_letters(state.session.current_image().geometry)
+        assert (letters["left"], letters["right"], letters["top"]) == ("R", "L", "A")
+    assert draw(state).rgb.shape == (341, 512, 3) and actions.NO_DETECTOR in state.detector_note
+    discard(state)
+    assert not state.folder.exists()
+
+
+def test_microphone_is_hidden_without_an_asr_model(box_segmenter, tmp_path):
+    from limis.demo.asr import Transcriber
+
+    app = build_app(DemoConfig(temp_dir=tmp_path), box_segmenter)
+    audio = [c for c in app.config["components"] if c["type"] == "audio"]
+    assert len(audio) == 1 and audio[0]["props"]["visible"] is False
+    assert app.analytics_enabled is False
+    with pytest.raises(LimisError, match="no such ASR model folder"):
+        Transcriber(tmp_path / "no-model")
+
+
+def test_auth_parsing(tmp_path):
+    assert parse_auth("reader:pa:ss") == ("reader", "pa:ss")
+    with pytest.raises(LimisError, match="USER:PASSWORD"):
+        parse_auth("reader")
+    users = tmp_path / "users.txt"
+    users.write_text("# collaborators\nalice:s3cret-a\n\nbob:two\n")
+    assert read_auth_file(users) == (("alice", "s3cret-a"), ("bob", "two"))
+    with pytest.raises(LimisError, match="cannot read"):
+        read_auth_file(tmp_path / "missing.txt")
+    assert "s3cret-a" not in repr(DemoConfig(auth=read_auth_file(users)))
+
+
+def test_task_files_in_json_and_yaml(tmp_path):
+    from limis.demo.study import DEFAULT_TASKS, Task, load_tasks
+
+    assert load_tasks(None) == DEFAULT_TASKS and len(DEFAULT_TASKS) == 3
+    (tmp_path / "tasks.json").write_text(json.dumps(["segment the spleen", {"id": "t2", "text": "left kidney"}]))
+    (tmp_path / "tasks.yaml").write_text("tasks:\n  - segment the spleen\n  - {id: t2, text: left kidney}\n")
+    for name in ("tasks.json", "tasks.yaml"):
+        assert load_tasks(tmp_path / name) == (Task("task_1", "segment the spleen"), Task("t2", "left kidney"))
+    (tmp_path / "bad.yaml").write_text("tasks: [{id: t1}]\n")
+    with pytest.raises(LimisError, match="task 1 needs a text"):
+        load_tasks(tmp_path / "bad.yaml")
+
+
+def test_cli_refuses_a_malformed_auth_in_one_line(capsys):
+    from limis.cli import main
+
+    assert main(["demo", "--auth", "no-colon"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error:") and "USER:PASSWORD" in error and "Traceback" not in error
+
+
+@pytest.mark.slow
+def test_launcher_serves_on_localhost_with_login(tmp_path):
+    """`python demos/limis_demo.py` starts the same app: 127.0.0.1 only, login page when --auth is set."""
+    port = free_port()
+    users = tmp_path / "users.txt"
+    users.write_text("reader:s3cret\n")
+    command = [sys.executable, str(REPO / "demos" / "limis_demo.py"), "--port", str(port), "--auth-file", str(users),
+               "--log-dir", str(tmp_path / "logs")]
+    server = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/config", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(0.5)
+        else:
+            pytest.fail("the demo did not start within 90 s")
+        assert page.status_code in (401, 403)  # auth is required before the app config is served
+        login = httpx.post(f"http://127.0.0.1:{port}/login", data={"username": "reader", "password": "s3cret"})
+        assert login.status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
