@@ -13,10 +13,12 @@ T = TypeVar("T")
 
 def _state():
     try:
+        import torch
         from accelerate import PartialState
     except ImportError:
         return None
-    return PartialState()
+    # On a machine without GPUs, accelerate only forms a (gloo) process group when told it is CPU work.
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def process_share(items: Sequence[T], results: Path) -> tuple[list[T], Path]:
