@@ -357,6 +357,11 @@ def _from_target(phrase: str, target: _Target, side: str | None, matched: str) -
     else:
         group: Group = vocab.groups[target.key]
         names = _pick_side(phrase, group.members, side, group.display, vocab)
+    return _resolution(phrase, names, side, matched)
+
+
+def _resolution(phrase: str, names: tuple[str, ...], side: str | None, matched: str) -> Resolution:
+    """The answer for one phrase: one structure, or a group when several names remain."""
     return Resolution(
         phrase=phrase,
         structures=names,
@@ -381,13 +386,7 @@ def _numbered(phrase: str, family: NumberedFamily, n: int, side: str | None, mat
     names = tuple(family.members[(s, n)] for s in family.sides or (None,))
     what = vocab.structures[names[0]].display if len(names) == 1 else family.label
     names = _pick_side(phrase, names, side, what, vocab)
-    return Resolution(
-        phrase=phrase,
-        structures=names,
-        laterality=side if side in SIDES else None,
-        matched=matched,
-        kind="structure" if len(names) == 1 else "group",
-    )
+    return _resolution(phrase, names, side, matched)
 
 
 def _try_numbered(phrase: str, core: list[str], side: str | None, index: _Index) -> Resolution | None:
