@@ -123,15 +123,18 @@ def write_summary(summary: dict, out_dir: Path, mode: str, dataset: str, split: 
     """summary.md plus box plots and Dice-vs-size."""
     from limis.eval.plots import box_plot, dice_vs_size
 
-    lines = [f"# Accuracy: {dataset}, split {split}, mode {mode}", "",
-             "Mean, median and percentile-bootstrap 95 % CI of the mean over cases (n = cases).", "",
-             "| structure | n | Dice mean [95% CI] | Dice median | NSD mean | HD95 median (mm) |",
-             "|---|---|---|---|---|---|"]
-    for structure, stats in summary.items():
-        dice = stats["dice"]
-        lines.append(f"| {structure} | {dice['n']} | {dice['mean']:.3f} [{dice['ci_low']:.3f}, {dice['ci_high']:.3f}] | "
-                     f"{dice['median']:.3f} | {stats['nsd']['mean']:.3f} | {stats['hd95_mm']['median']:.1f} |")
-    (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    from limis.eval.report import markdown_table
+
+    table = markdown_table(
+        ["structure", "n", "Dice mean [95% CI]", "Dice median", "NSD mean", "HD95 median (mm)"],
+        [[structure, stats["dice"]["n"],
+          f"{stats['dice']['mean']:.3f} [{stats['dice']['ci_low']:.3f}, {stats['dice']['ci_high']:.3f}]",
+          f"{stats['dice']['median']:.3f}", f"{stats['nsd']['mean']:.3f}", f"{stats['hd95_mm']['median']:.1f}"]
+         for structure, stats in summary.items()],
+    )
+    header = (f"# Accuracy: {dataset}, split {split}, mode {mode}\n\n"
+              "Mean, median and percentile-bootstrap 95 % CI of the mean over cases (n = cases).\n\n")
+    (out_dir / "summary.md").write_text(header + table)
     rows = ResultsFile(out_dir / "results.csv", FIELDS).rows()
     values: dict[str, list[float]] = {}
     for row in rows:

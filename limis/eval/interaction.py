@@ -92,15 +92,16 @@ def summarise(rows: list[dict], turns: int) -> dict[str, dict]:
 def write_summary(summary: dict, out_dir: Path, dataset: str, split: str, start: str) -> None:
     from limis.eval.plots import dice_per_turn
 
-    lines = [f"# Simulated interaction: {dataset}, split {split}, start '{start}'", "",
-             "NoI@x: mean interactions to reach Dice x over the runs that reach it (0 = the start does); "
-             "fail@K: share of runs that never reach it within K turns.", "",
-             "| user | runs | Dice start | Dice at K | NoI@85 | NoI@90 | fail@K (85) | fail@K (90) | s / interaction |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for user, entry in summary.items():
-        curve = entry["mean_dice_per_turn"]
-        lines.append(f"| {user} | {entry['runs']} | {curve[0]:.3f} | {curve[-1]:.3f} | {entry['noi_85']:.2f} | "
-                     f"{entry['noi_90']:.2f} | {entry['fail_85_at_k']:.2f} | {entry['fail_90_at_k']:.2f} | "
-                     f"{entry['seconds_per_interaction']:.2f} |")
-    (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    from limis.eval.report import markdown_table
+
+    table = markdown_table(
+        ["user", "runs", "Dice start", "Dice at K", "NoI@85", "NoI@90", "fail@K (85)", "fail@K (90)", "s / interaction"],
+        [[user, e["runs"], f"{e['mean_dice_per_turn'][0]:.3f}", f"{e['mean_dice_per_turn'][-1]:.3f}",
+          f"{e['noi_85']:.2f}", f"{e['noi_90']:.2f}", f"{e['fail_85_at_k']:.2f}", f"{e['fail_90_at_k']:.2f}",
+          f"{e['seconds_per_interaction']:.2f}"] for user, e in summary.items()],
+    )
+    header = (f"# Simulated interaction: {dataset}, split {split}, start '{start}'\n\n"
+              "NoI@x: mean interactions to reach Dice x over the runs that reach it (0 = the start does); "
+              "fail@K: share of runs that never reach it within K turns.\n\n")
+    (out_dir / "summary.md").write_text(header + table)
     dice_per_turn({u: np.array(e["mean_dice_per_turn"]) for u, e in summary.items()}, out_dir / "dice_per_turn.png")
