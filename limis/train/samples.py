@@ -1,0 +1,212 @@
+"""2D training samples from 3D labelmaps: displayed slices, boxes with canonical names, label-list captions.
+
+A `SliceSample` keeps the raw slice values (HU for CT) and its label slice in the radiological
+display convention, so every augmentation re-windows and re-boxes from the transformed labels
+(boxes are never rotated corners). Left and right in names always mean the patient's side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterator, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from limis.detect.base import Box, box_from_mask
+from limis.imaging.display import Plane, Window, display_slice, slice_count
+from limis.imaging.volume import Volume
+
+MIN_STRUCTURE_MM2 = 25.0  # smaller cross-sections are not boxed (partial-volume specks)
+
+
+@dataclass(frozen=True)
+class StructureBox:
+    """One present structure on a sample: canonical name, the patient side it lies on, XYXY pixels."""
+
+    structure: str
+    laterality: str | None
+    box: Box
+
+
+@dataclass(frozen=True)
+class SliceSample:
+    """One displayed slice with its labels.
+
+    `values` (rows, cols) float32 raw intensities; `labels` (rows, cols) int32 label ids whose
+    canonical names are `names`; `pixel_mm` (row, col) spacing; `window` maps values to [0, 1].
+    """
+
+    case_id: str
+    patient: str
+    plane: Plane
+    index: int
+    values: np.ndarray
+    labels: np.ndarray
+    names: dict[int, str]
+    pixel_mm: tuple[float, float]
+    window: Window
+    flipped: bool = False
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The windowed slice, float32 in [0, 1] (what detectors see)."""
+        return self.window.apply(self.values)
+
+    def structure_mask(self, structure: str) -> np.ndarray:
+        ids = [i for i, name in self.names.items() if name == structure]
+        return np.isin(self.labels, ids)
+
+    def boxes(self, min_mm2: float = MIN_STRUCTURE_MM2) -> list[StructureBox]:
+        """A box per present structure (tight around all its pixels), largest structures first."""
+        from limis.vocab import get_structure
+
+        area_mm2 = self.pixel_mm[0] * self.pixel_mm[1]
+        counts = np.bincount(self.labels.ravel(), minlength=max(self.names, default=0) + 1)
+        found = []
+        for label_id, name in self.names.items():
+            if label_id < len(counts) and counts[label_id] * area_mm2 >= min_mm2:
+                box = box_from_mask(self.labels == label_id)
+                found.append((counts[label_id], StructureBox(name, _laterality(name, get_structure), box)))
+        return [entry for _, entry in sorted(found, key=lambda pair: -pair[0])]
+
+
+def _laterality(name: str, get_structure) -> str | None:
+    try:
+        return get_structure(name).laterality
+    except Exception:  # a dataset label outside the vocabulary has no known side
+        return None
+
+
+def volume_samples(
+    volume: Volume,
+    labels: np.ndarray,
+    names: dict[int, str],
+    window: Window,
+    *,
+    case_id: str,
+    patient: str,
+    plane: Plane = Plane.AXIAL,
+    only_labelled: bool = True,
+) -> Iterator[SliceSample]:
+    """Every displayed slice of a canonical volume (and its canonical labelmap) as a sample."""
+    from limis.imaging.display import SliceGeometry
+
+    for index in range(slice_count(volume.shape, plane)):
+        label_view = display_slice(labels, plane, index).astype(np.int32)
+        if only_labelled and not label_view.any():
+            continue
+        geometry = SliceGeometry(volume.shape, volume.affine, plane, index)
+        yield SliceSample(case_id, patient, Plane(plane), index, display_slice(volume.array, plane, index).astype(np.float32),
+                          label_view, dict(names), geometry.pixel_spacing_mm, window)
+
+
+def manifest_samples(manifest, split: str, window: Window | None = None, plane: Plane = Plane.AXIAL) -> Iterator[SliceSample]:
+    """Samples of every case in one patient-level split of an evaluation manifest."""
+    from limis.eval.cases import load_case
+    from limis.pipeline.slices import choose_window
+
+    for case in manifest.split(split):
+        volume, labels, names = load_case(case, manifest)
+        yield from volume_samples(volume, labels, names, window or choose_window(volume), case_id=case.case_id,
+                                  patient=case.patient, plane=plane)
+
+
+def caption_labels(
+    present: Sequence[str], vocabulary: Sequence[str], rng: np.random.Generator, distractors: int = 4
+) -> list[str]:
+    """Targets plus up to `distractors` absent labels from `vocabulary`, shuffled (canonical names)."""
+    absent = sorted(set(vocabulary) - set(present))
+    chosen = list(rng.choice(absent, size=min(distractors, len(absent)), replace=False)) if absent else []
+    labels = list(dict.fromkeys(present)) + [str(name) for name in chosen]
+    rng.shuffle(labels)
+    return labels
+
+
+def caption_text(labels: Sequence[str]) -> str:
+    """LIMIS label-list prompt: "left kidney . liver . spleen ." (display names, lower case)."""
+    from limis.vocab import display_name
+
+    return " ".join(f"{display_name(name).lower()} ." for name in labels)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentations that keep anatomy honest; probabilities and ranges are per sample.
+
+    `flip_prob` defaults to 0: a left-right flip swaps left/right names (kidney_left <->
+    kidney_right) but also moves unpaired organs to the wrong side (a situs-inversus image),
+    which teaches a detector that the liver may lie on the patient's left.
+    """
+
+    level_jitter: float = 20.0  # HU added to the window level, uniform +-
+    width_jitter: float = 0.15  # relative change of the window width, uniform +-
+    scale_range: tuple[float, float] = (0.85, 1.15)
+    max_rotation_deg: float = 10.0
+    crop_fraction: float = 0.1  # crop up to this fraction of each side
+    flip_prob: float = 0.0
+    noise_std: float = 0.0  # intensity noise in raw units (HU)
+
+
+def augment(sample: SliceSample, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> SliceSample:
+    """A randomly transformed copy; labels move with the image, names swap sides only on a flip."""
+    window = Window(sample.window.name + "+jitter",
+                    sample.window.width * (1.0 + rng.uniform(-config.width_jitter, config.width_jitter)),
+                    sample.window.level + rng.uniform(-config.level_jitter, config.level_jitter))
+    values, labels = sample.values, sample.labels
+    angle = rng.uniform(-config.max_rotation_deg, config.max_rotation_deg)
+    if angle:
+        fill = float(values.min())
+        values = ndimage.rotate(values, angle, reshape=False, order=1, mode="constant", cval=fill)
+        labels = ndimage.rotate(labels, angle, reshape=False, order=0, mode="constant", cval=0)
+    scale = rng.uniform(*config.scale_range)
+    values = ndimage.zoom(values, scale, order=1)
+    labels = _zoom_labels(labels, values.shape)
+    values, labels = _crop(values, labels, rng, config.crop_fraction)
+    if config.noise_std:
+        values = values + rng.normal(0.0, config.noise_std, values.shape).astype(np.float32)
+    names, flipped = sample.names, sample.flipped
+    if rng.random() < config.flip_prob:
+        values, labels = values[:, ::-1].copy(), labels[:, ::-1].copy()
+        names, flipped = swap_sides(names), not flipped
+    spacing = (sample.pixel_mm[0] / scale, sample.pixel_mm[1] / scale)
+    return replace(sample, values=values.astype(np.float32), labels=labels.astype(np.int32), names=names,
+                   pixel_mm=spacing, window=window, flipped=flipped)
+
+
+def _zoom_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    rows = np.minimum((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0], labels.shape[0] - 1).astype(int)
+    cols = np.minimum((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1], labels.shape[1] - 1).astype(int)
+    return labels[np.ix_(rows, cols)]
+
+
+def _crop(values: np.ndarray, labels: np.ndarray, rng: np.random.Generator, fraction: float):
+    if fraction <= 0:
+        return values, labels
+    rows, cols = values.shape
+    top, bottom = (int(rng.uniform(0, fraction) * rows) for _ in range(2))
+    left, right = (int(rng.uniform(0, fraction) * cols) for _ in range(2))
+    window = (slice(top, rows - bottom), slice(left, cols - right))
+    return values[window], labels[window]
+
+
+def swap_sides(names: dict[int, str]) -> dict[int, str]:
+    """Label names with patient left and right exchanged (kidney_left <-> kidney_right); others kept."""
+    from limis import vocab
+
+    swapped = {}
+    for label_id, name in names.items():
+        swapped[label_id] = _other_side(name, vocab) or name
+    return swapped
+
+
+def _other_side(name: str, vocab) -> str | None:
+    try:
+        entry = vocab.get_structure(name)
+    except Exception:
+        return None
+    if entry.laterality is None:
+        return None
+    other = "right" if entry.laterality == "left" else "left"
+    matches = [s.name for s in vocab.all_structures() if s.base == entry.base and s.laterality == other]
+    return matches[0] if matches else None
