@@ -17,7 +17,7 @@ EPILOG = ("Example: limis chat ct.nii.gz -o seg.nii.gz --detector oracle --label
 def chat(
     image: Path = typer.Argument(..., help="NIfTI, DICOM folder/.zip, or PNG/JPEG."),
     out: Path = typer.Option(Path("limis-output/chat.nii.gz"), "-o", "--out", help="Labelmap written on 'done'."),
-    detector: str = typer.Option("grounding-dino", "--detector", help="oracle | grounding-dino."),
+    detector: str = typer.Option("auto", "--detector", help="auto | lite-grounding | grounding-dino | oracle."),
     detector_weights: str = typer.Option(None, "--detector-weights"),
     segmenter: str = typer.Option("litemedsam", "--segmenter"),
     weights: str = typer.Option(None, "--weights"),
@@ -40,9 +40,10 @@ def chat(
 
     volume = load_image(image)
     reference = (load_labelmap_on(volume, labels), read_label_names(label_map)) if labels and label_map else None
+    model = build_segmenter(segmenter, weights, device)
     found_detector = build_detector(detector, volume=volume, weights=detector_weights, labels=labels,
-                                    label_map=label_map, device=device)
-    session = Session(volume, EmbeddingCache(build_segmenter(segmenter, weights, device), disk_dir=cache_dir),
+                                    label_map=label_map, device=device, encoder=model)
+    session = Session(volume, EmbeddingCache(model, disk_dir=cache_dir),
                       detector=found_detector, reference=reference,
                       log=InteractionLog(log, participant=participant) if log else None, index=slice_index)
     console.print(f"[bold]LIMIS chat[/] on {image.name}: {session.state.plane} slice {session.state.index}. "

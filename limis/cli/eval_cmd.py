@@ -23,7 +23,7 @@ def accuracy(
     out: Path = typer.Option(Path("runs/accuracy"), "--out", help="Output folder (one subfolder per mode)."),
     segmenter: str = typer.Option("litemedsam", "--segmenter"),
     weights: str = typer.Option(None, "--weights"),
-    detector: str = typer.Option("grounding-dino", "--detector", help="Detector for --mode text."),
+    detector: str = typer.Option("auto", "--detector", help="Detector for --mode text (auto | lite-grounding | grounding-dino)."),
     detector_weights: str = typer.Option(None, "--detector-weights"),
     tolerance_mm: float = typer.Option(2.0, "--nsd-tolerance-mm"),
     turns: int = typer.Option(5, "--turns", help="Simulated-user turns for --mode interactive."),
@@ -40,7 +40,8 @@ def accuracy(
     model = build_segmenter(segmenter, weights, device)
     factory = None
     if mode == "text":
-        factory = lambda volume: build_detector(detector, volume=volume, weights=detector_weights, device=device)  # noqa: E731
+        factory = lambda volume: build_detector(detector, volume=volume, weights=detector_weights, device=device,  # noqa: E731
+                                                  encoder=model)
     summary = run_accuracy(manifest, split, mode, structures or None, out, model, factory, tolerance_mm, turns,
                            cache_dir=cache_dir)
     console.print((out / mode / "summary.md").read_text() if summary else "no rows (nothing to evaluate).")
@@ -85,3 +86,42 @@ def usability(
         console.print_json(json.dumps(summary, default=str))
     else:
         console.print((out / "report.md").read_text())
+
+
+@eval_app.command("grounding", epilog="Example: limis eval grounding --dataset evaluation/datasets/grounding_train.yaml "
+                  "--split test --prior-dataset evaluation/datasets/grounding_train.yaml -s liver -s spleen "
+                  "-s kidney_left --out runs/grounding")
+def grounding(
+    dataset: Path = typer.Option(..., "--dataset", help="Dataset manifest to evaluate on."),
+    split: str = typer.Option("test", "--split"),
+    structures: list[str] = typer.Option(..., "-s", "--structure", help="Structures to ask for (absent ones too)."),
+    prior_dataset: Path = typer.Option(None, "--prior-dataset",
+                                       help="Manifest whose 'train' split fits the body-normalised box-prior baseline."),
+    detector_weights: str = typer.Option(None, "--detector-weights", help="lite-grounding head (default: shipped)."),
+    out: Path = typer.Option(Path("runs/grounding"), "--out"),
+    device: str = typer.Option("cpu", "--device"),
+    cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE"),
+) -> None:
+    """lite-grounding vs the box-prior baseline vs ground-truth boxes: box IoU, presence, 3D Dice after LiteMedSAM."""
+    from limis.detect.box_prior import BoxPriorDetector
+    from limis.detect.lite_grounding import LiteGroundingDetector
+    from limis.detect.oracle import OracleDetector
+    from limis.eval.datasets import load_manifest
+    from limis.eval.grounding import run_grounding_eval
+    from limis.segment.builders import build_litemedsam
+    from limis.train.samples import manifest_samples
+
+    model = build_litemedsam(device=device)
+    learned = LiteGroundingDetector.from_file(detector_weights, device=device, encoder=model)
+    prior = BoxPriorDetector.fit(manifest_samples(load_manifest(prior_dataset), "train")) if prior_dataset else None
+
+    def detectors(volume, labels, names) -> dict:
+        chosen = {"lite-grounding": learned}
+        if prior is not None:
+            chosen["box-prior"] = prior
+        chosen["ground-truth box"] = OracleDetector(labels, names)
+        return chosen
+
+    run_grounding_eval(load_manifest(dataset), split, structures, out, detectors, model, cache_dir,
+                       say=lambda text: console.print(text, highlight=False))
+    console.print((out / "summary.md").read_text())

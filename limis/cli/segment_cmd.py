@@ -14,6 +14,7 @@ from limis.cli.app import app, console
 EPILOG = (
     "Examples:\n\n"
     "  limis segment ct.nii.gz 'left kidney' spleen -o seg.nii.gz --detector oracle --labels ref.nii.gz --label-map map.json\n\n"
+    "  limis segment dicom_dir/ liver spleen -o out.nii.gz   (shipped lite-grounding detector, no downloads)\n\n"
     "  limis segment dicom_dir/ liver -o liver.nii.gz --detector grounding-dino --detector-weights ./gdino-medical"
 )
 
@@ -34,8 +35,10 @@ def segment(
     image: Path = typer.Argument(..., help="NIfTI, DICOM folder/.zip, or PNG/JPEG."),
     prompts: list[str] = typer.Argument(..., help="What to segment, e.g. 'left kidney' 'liver and spleen'."),
     out: Path = typer.Option(..., "-o", "--out", help="Output labelmap (.nii.gz); a .json label table is written beside it."),
-    detector: str = typer.Option("grounding-dino", "--detector", help="oracle | grounding-dino."),
-    detector_weights: str = typer.Option(None, "--detector-weights", help="Local folder or hub id of the detector."),
+    detector: str = typer.Option("auto", "--detector",
+                                 help="auto (Grounding DINO if its weights are local, else lite-grounding) | lite-grounding | grounding-dino | oracle."),
+    detector_weights: str = typer.Option(None, "--detector-weights",
+                                         help="Grounding DINO folder or hub id, or a lite-grounding .safetensors head."),
     segmenter: str = typer.Option("litemedsam", "--segmenter", help="litemedsam | medsam_vit_b | sam_vit_b/l/h | hf-sam."),
     weights: str = typer.Option(None, "--weights", help="Segmenter checkpoint file or folder (default: shipped LiteMedSAM)."),
     labels: Path = typer.Option(None, "--labels", help="Reference labelmap for the oracle detector."),
@@ -59,9 +62,10 @@ def segment(
 
     structures = resolve_prompts(prompts)
     volume = load_image(image, view=view)
+    model = build_segmenter(segmenter, weights, device)
     found_detector = build_detector(detector, volume=volume, weights=detector_weights, labels=labels,
-                                    label_map=label_map, device=device)
-    pipeline = GroundedPipeline(found_detector, EmbeddingCache(build_segmenter(segmenter, weights, device), disk_dir=cache_dir))
+                                    label_map=label_map, device=device, encoder=model)
+    pipeline = GroundedPipeline(found_detector, EmbeddingCache(model, disk_dir=cache_dir))
     options = SegmentOptions(plane=Plane(plane), window=window, largest_component=not all_components)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} slices"),
                   TimeElapsedColumn(), console=console, transient=True, disable=as_json) as bar:

@@ -8,7 +8,7 @@ from pathlib import Path
 from limis.errors import LimisError
 from limis.imaging.volume import Volume
 
-DETECTORS = ("oracle", "grounding-dino", "manual")
+DETECTORS = ("auto", "lite-grounding", "grounding-dino", "oracle")
 
 
 def read_label_names(path: str | Path, label_set: str | None = None) -> dict[int, str]:
@@ -51,8 +51,20 @@ def build_detector(
     labels: str | Path | None = None,
     label_map: str | Path | None = None,
     device: str = "cpu",
+    encoder=None,
 ):
-    """Build a detector for one image; the oracle needs the reference labels and their names."""
+    """Build a detector for one image; the oracle needs the reference labels and their names.
+
+    `auto` is Grounding DINO when its weights are given or cached locally, else the shipped
+    lite-grounding head. `encoder` (a LiteMedSAM segmenter) is shared with lite-grounding.
+    """
+    if name == "auto":
+        name = _auto_choice(weights)
+    if name == "lite-grounding":
+        from limis.detect.lite_grounding import LiteGroundingDetector
+
+        shared = encoder if getattr(encoder, "name", None) == "litemedsam" else None
+        return LiteGroundingDetector.from_file(weights, device=device, encoder=shared)
     if name == "oracle":
         if not labels or not label_map:
             raise LimisError("the oracle detector needs --labels REF.nii.gz and --label-map MAP.json.")
@@ -65,3 +77,18 @@ def build_detector(
 
         return GroundingDinoDetector.from_pretrained(weights or DEFAULT_MODEL, device=device)
     raise LimisError(f"unknown detector '{name}'; choose one of: {', '.join(DETECTORS)}.")
+
+
+def _auto_choice(weights: str | None) -> str:
+    """grounding-dino for a model folder or a locally cached hub model, lite-grounding otherwise."""
+    from limis.detect.grounding_dino import DEFAULT_MODEL
+
+    if weights:
+        return "grounding-dino" if (Path(weights) / "config.json").is_file() or not Path(weights).suffix else "lite-grounding"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(DEFAULT_MODEL, "config.json")
+    except Exception:  # no hub client or an unreadable cache: nothing cached
+        cached = None
+    return "grounding-dino" if isinstance(cached, str) else "lite-grounding"

@@ -32,6 +32,7 @@ class SegmentOptions:
     propagation_margin: float = 0.1  # fraction of the box size added on each side when propagating
     min_mask_pixels: int = 3
     min_quality: float = 0.3  # stop propagating below this predicted IoU
+    refine_coarse_boxes: int = 1  # re-prompt a coarse detector box with the box of the mask it gave
 
 
 @dataclass
@@ -121,6 +122,8 @@ class GroundedPipeline:
             good = [d for d in detections if d.score >= options.min_detection_score]
             if good:
                 seeds[image.geometry.index] = max(good, key=lambda d: d.score)
+        if candidate_slices is None:
+            seeds = strongest_run(seeds, max(1, options.detect_stride))
         return seeds
 
     def _propagate(
@@ -155,7 +158,8 @@ class GroundedPipeline:
                 box = _next_box(index, seeds, previous, options.propagation_margin, images[index].pixels.shape)
                 if box is None:
                     break
-                result = self._segment_box(embeddings[index], box)
+                rounds = options.refine_coarse_boxes if index in seeds and getattr(self.detector, "coarse_boxes", False) else 0
+                result = self._segment_box(embeddings[index], box, rounds)
                 done += 1
                 if progress:
                     progress(done, total, structure)
@@ -167,8 +171,15 @@ class GroundedPipeline:
                 index += step
         return masks
 
-    def _segment_box(self, embedding, box: Box) -> SegmentResult:
-        return self.segmenter.segment(embedding, [Prompt(box=box)])[0]
+    def _segment_box(self, embedding, box: Box, refine_rounds: int = 0) -> SegmentResult:
+        """Mask for a box; each refine round re-prompts with the tight box of the previous mask."""
+        result = self.segmenter.segment(embedding, [Prompt(box=box)])[0]
+        for _ in range(refine_rounds):
+            tight = box_from_mask(result.mask)
+            if tight is None:
+                break
+            result = self.segmenter.segment(embedding, [Prompt(box=tight)])[0]
+        return result
 
     def _summary(
         self, volume: Volume, structure: str, label_id: int, mask: np.ndarray, score: float, plane: Plane
@@ -184,6 +195,23 @@ class GroundedPipeline:
             score=score,
             slice_range=(int(covered[0]), int(covered[-1])) if covered.size else None,
         )
+
+
+def strongest_run(seeds: dict[int, Detection], stride: int) -> dict[int, Detection]:
+    """Seeds of the run of examined slices (one missed slice allowed) with the highest total score.
+
+    An organ is one stretch along the slice axis; isolated hits elsewhere are detector noise.
+    """
+    if not seeds:
+        return seeds
+    runs: list[list[int]] = []
+    for index in sorted(seeds):
+        if runs and index - runs[-1][-1] <= 2 * stride:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    best = max(runs, key=lambda run: sum(seeds[i].score for i in run))
+    return {i: seeds[i] for i in best}
 
 
 def detect_structure(detector: Detector, images: Sequence[SliceImage], structure: str) -> list[list[Detection]]:

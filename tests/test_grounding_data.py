@@ -1,0 +1,125 @@
+"""Training samples, canvases, the box-prior baseline and z-range logic (fast; real CT where needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from limis.detect.base import Detection, box_from_mask
+from limis.detect.canvas import CANVAS_SIZE, body_extent, estimated_pixel_mm, labels_on_canvas, make_canvas
+from limis.eval.detection import box_iou
+from limis.pipeline.grounded import strongest_run
+from limis.train.samples import AugmentConfig, augment, caption_labels, caption_text, swap_sides
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFEST = REPO / "evaluation" / "datasets" / "grounding_train.yaml"
+
+
+@pytest.fixture(scope="module")
+def train_samples(totalseg_dir):
+    from limis.eval.datasets import load_manifest
+    from limis.train.samples import manifest_samples
+
+    return list(manifest_samples(load_manifest(MANIFEST), "train"))
+
+
+def _by_name(sample, name):
+    return {b.structure: b for b in sample.boxes()}.get(name)
+
+
+def test_samples_carry_names_sides_and_patient_split(train_samples) -> None:
+    from limis.eval.datasets import load_manifest
+
+    assert len(train_samples) == 112 and {s.patient for s in train_samples} == {"ts_example"}
+    test_patients = {c.patient for c in load_manifest(MANIFEST).split("test")}
+    assert not test_patients & {s.patient for s in train_samples}
+    sample = next(s for s in train_samples if _by_name(s, "kidney_left") and _by_name(s, "kidney_right"))
+    left, right = _by_name(sample, "kidney_left"), _by_name(sample, "kidney_right")
+    assert (left.laterality, right.laterality) == ("left", "right")
+    # radiological display: the patient's left kidney is on the screen's right
+    assert (left.box[0] + left.box[2]) > (right.box[0] + right.box[2])
+    assert sample.pixel_mm == (3.0, 3.0) and 0.0 <= sample.pixels.min() and sample.pixels.max() <= 1.0
+
+
+def test_caption_mixes_targets_with_absent_distractors() -> None:
+    rng = np.random.default_rng(0)
+    labels = caption_labels(["liver", "kidney_left"], ["liver", "kidney_left", "brain", "heart", "spleen"], rng, 2)
+    assert {"liver", "kidney_left"} <= set(labels) and len(labels) == 4
+    assert not {"liver", "kidney_left"} >= set(labels)
+    assert caption_text(["kidney_left", "liver"]) == "left kidney . liver ."
+
+
+def test_flip_swaps_patient_sides_with_the_image(train_samples) -> None:
+    sample = next(s for s in train_samples if _by_name(s, "kidney_left"))
+    flipped = augment(sample, np.random.default_rng(1), AugmentConfig(flip_prob=1.0, max_rotation_deg=0.0,
+                                                                       scale_range=(1.0, 1.0), crop_fraction=0.0))
+    assert flipped.flipped
+    cols = sample.values.shape[1]
+    before, after = _by_name(sample, "kidney_left").box, _by_name(flipped, "kidney_right").box
+    assert after == (cols - 1 - before[2], before[1], cols - 1 - before[0], before[3])
+    assert swap_sides({1: "kidney_left", 2: "liver"}) == {1: "kidney_right", 2: "liver"}
+
+
+def test_augment_keeps_boxes_on_the_labels_and_spacing_honest(train_samples) -> None:
+    sample = next(s for s in train_samples if _by_name(s, "liver"))
+    moved = augment(sample, np.random.default_rng(3), AugmentConfig(scale_range=(1.3, 1.3)))
+    liver = _by_name(moved, "liver")
+    assert liver is not None and liver.box == box_from_mask(moved.structure_mask("liver"))
+    assert moved.pixel_mm == pytest.approx((3.0 / 1.3, 3.0 / 1.3))
+    assert moved.window.width != sample.window.width and not moved.flipped
+    # physical liver area is preserved by the scale change (within rotation/crop/edge effects)
+    area = lambda s: s.structure_mask("liver").sum() * s.pixel_mm[0] * s.pixel_mm[1]  # noqa: E731
+    assert area(moved) == pytest.approx(area(sample), rel=0.25)
+
+
+def test_canvas_has_fixed_physical_pixels_and_maps_boxes_back() -> None:
+    pixels = np.zeros((300, 400), dtype=np.float32)
+    pixels[100:200, 50:350] = 0.5  # a 100 x 300 pixel "trunk" of 1 mm pixels
+    canvas, mapping = make_canvas(pixels, (1.0, 1.0))
+    assert canvas.shape == (CANVAS_SIZE, CANVAS_SIZE) and mapping.mm_per_pixel == 3.0
+    r0, c0, r1, c1 = mapping.body
+    assert (c1 - c0) == pytest.approx(100, abs=2) and (r1 - r0) == pytest.approx(33, abs=2)
+    assert (r0 + r1) / 2 == pytest.approx(127.5, abs=1) and (c0 + c1) / 2 == pytest.approx(127.5, abs=1)
+    back = mapping.box_to_display((c0, r0, c1, r1), pixels.shape)
+    assert box_iou(back, (50, 100, 349, 199)) > 0.9
+    labels = np.zeros((300, 400), dtype=np.int16)
+    labels[120:180, 100:200] = 7
+    on_canvas = labels_on_canvas(labels, mapping)
+    assert box_iou(mapping.box_to_display(box_from_mask(on_canvas == 7), pixels.shape), (100, 120, 199, 179)) > 0.85
+    assert estimated_pixel_mm(pixels)[0] == pytest.approx(345.0 / 299.0, rel=0.02)
+
+
+def test_body_extent_ignores_the_table() -> None:
+    pixels = np.zeros((200, 200), dtype=np.float32)
+    pixels[40:140, 50:150] = 0.5
+    pixels[170, 10:190] = 1.0  # a thin table line below the body
+    assert body_extent(pixels) == (40.0, 50.0, 139.0, 149.0)
+
+
+def test_strongest_run_drops_isolated_hits() -> None:
+    def hit(score):
+        return Detection("liver", (0, 0, 1, 1), score, "liver")
+
+    seeds = {0: hit(0.9), 20: hit(0.6), 22: hit(0.7), 26: hit(0.8), 28: hit(0.6), 40: hit(0.95)}
+    assert sorted(strongest_run(seeds, 2)) == [20, 22, 26, 28]
+    assert strongest_run({}, 2) == {}
+
+
+def test_box_prior_places_boxes_relative_to_the_body(train_samples) -> None:
+    from limis.detect.base import SliceImage
+    from limis.detect.box_prior import BoxPriorDetector
+    from limis.imaging.display import Plane, SliceGeometry, Window
+
+    prior = BoxPriorDetector.fit(train_samples)
+    assert {"liver", "spleen", "kidney_left"} <= set(prior.boxes)
+    # a slice whose trunk is shifted and twice as wide gets a shifted, twice as wide liver box
+    pixels = np.zeros((100, 200), dtype=np.float32)
+    pixels[20:80, 40:160] = 1.0
+    image = SliceImage(pixels, SliceGeometry((200, 100, 1), np.eye(4), Plane.AXIAL, 0), Window("unit", 1.0, 0.5), ("t",))
+    liver = prior.detect(image, ["liver"])[0].box
+    x0, y0, x1, y1 = prior.boxes["liver"]
+    assert liver == pytest.approx((40 + x0 * 119, 20 + y0 * 59, 40 + x1 * 119, 20 + y1 * 59))
+    # the liver lies on the patient's right = screen left in the radiological display
+    assert (liver[0] + liver[2]) / 2 < 100
