@@ -6,7 +6,6 @@ reloaded through the backend's own `from_pretrained`, so the offline loading pat
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from limis.errors import LimisError, WeightsNotFoundError
 from limis.imaging.display import Plane, SliceGeometry, Window
 from limis.segment.base import Prompt, Segmenter
 from limis.segment.hf_sam import HFSamSegmenter
+from tiny_models import save_tiny_grounding_dino
 
 STRUCTURES = ["kidney_left", "liver", "spleen"]
 SAM_SIDE = 64  # tiny SAM input side; patch 8 -> 8x8 embedding -> 32x32 low-res masks
@@ -46,53 +46,10 @@ def _slice(rows: int = 64, cols: int = 80, seed: int = 0) -> SliceImage:
     return SliceImage(pixels=pixels, geometry=geometry, window=Window("abdomen", 400, 40), key=("synthetic", seed))
 
 
-def _tiny_tokenizer():
-    """A BERT WordPiece tokenizer over just the words the tests use, with bert-base-uncased special ids.
-
-    Grounding DINO hard-codes the ids of [CLS], [SEP], '.' and '?' (101, 102, 1012, 1029) to split
-    the prompt into phrases, so the tiny vocabulary keeps those ids.
-    """
-    from transformers import BertTokenizer
-
-    vocab = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103, ".": 1012, "?": 1029}
-    words = sorted({w for s in STRUCTURES for w in re.findall(r"\w+|[^\w\s]", structure_label(s))} - set(vocab))
-    for i, word in enumerate([*words, "(", ")", ",", "-", "/"]):
-        vocab.setdefault(word, 1100 + i)
-    return BertTokenizer(vocab=vocab)  # transformers 5 ignores vocab_file=; the dict must go in as vocab=
-
-
 @pytest.fixture(scope="module")
 def dino_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved tiny Grounding DINO (Swin embed 8, d_model 32, BERT hidden 32) with its processor."""
-    from transformers import (
-        BertConfig,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
-        SwinConfig,
-    )
-
-    torch.manual_seed(0)
-    swin = SwinConfig(
-        image_size=64, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=7,
-        out_features=["stage2", "stage3", "stage4"],
-    )
-    bert = BertConfig(
-        vocab_size=1200, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-        max_position_embeddings=64,
-    )
-    config = GroundingDinoConfig(
-        backbone_config=swin, text_config=bert, d_model=32, encoder_layers=1,
-        decoder_layers=2,  # 1 breaks the tied box-head weights on reload
-        encoder_ffn_dim=32, decoder_ffn_dim=32, encoder_attention_heads=2, decoder_attention_heads=2,
-        num_queries=10, encoder_n_points=2, decoder_n_points=2,
-    )
-    folder = tmp_path_factory.mktemp("grounding_dino")
-    GroundingDinoForObjectDetection(config).save_pretrained(folder)
-    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
-    GroundingDinoProcessor(image_processor=image_processor, tokenizer=_tiny_tokenizer()).save_pretrained(folder)
-    return folder
+    return save_tiny_grounding_dino(tmp_path_factory.mktemp("grounding_dino"))
 
 
 @pytest.fixture(scope="module")

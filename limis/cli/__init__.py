@@ -10,7 +10,7 @@ from limis.cli.app import app, console_err
 from limis.errors import LimisError
 
 # Importing the verb modules registers their commands on `app`.
-from limis.cli import bench_cmd, chat_cmd, demo_cmd, eval_cmd, example_cmd, info_cmd, segment_cmd, vocab_cmd  # noqa: E402,F401
+from limis.cli import bench_cmd, chat_cmd, demo_cmd, eval_cmd, example_cmd, info_cmd, segment_cmd, train_cmd, vocab_cmd  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,91 @@
+"""`limis train ...`: fine-tune detectors on labelmap slices (one command per model family)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from limis.cli.app import app, console
+
+train_app = typer.Typer(help="Train text->box detectors on 2D slices of labelled volumes.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command(
+    "grounding-dino",
+    epilog="Examples: limis train grounding-dino --manifest evaluation/datasets/grounding_train.yaml "
+    "--model IDEA-Research/grounding-dino-tiny --out runs/gdino --steps 2000 --lora-rank 16 --val-split test  |  "
+    "two processes (GPUs, or CPUs with gloo): torchrun --nproc_per_node 2 -m limis.cli train grounding-dino ... "
+    "or accelerate launch --multi_gpu --num_processes 2 -m limis.cli ... (accelerate's --cpu starts one)  |  "
+    "continue or extend a run: add --resume (and a larger --steps).",
+)
+def grounding_dino(
+    manifest: Path = typer.Option(..., "--manifest", help="Dataset manifest with a patient-level train split."),
+    model: str = typer.Option(..., "--model", help="save_pretrained folder or cached hub id to start from."),
+    out: Path = typer.Option(..., "--out", help="Run folder (run.json, metrics.csv, checkpoints/, model/)."),
+    steps: int = typer.Option(1000, "--steps", help="Optimizer steps to reach (a resumed run may raise it)."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Slices per process and step."),
+    lr: float = typer.Option(1e-4, "--lr"),
+    weight_decay: float = typer.Option(1e-4, "--weight-decay"),
+    warmup_steps: int = typer.Option(0, "--warmup-steps", help="Linear warm-up, then constant learning rate."),
+    max_grad_norm: float = typer.Option(0.1, "--max-grad-norm", help="Gradient clipping norm."),
+    lora_rank: int = typer.Option(0, "--lora-rank", help="LoRA rank on encoder/decoder linear layers; 0 = full."),
+    freeze_text: bool = typer.Option(True, "--freeze-text-backbone/--train-text-backbone"),
+    mixed_precision: str = typer.Option("no", "--mixed-precision", help="no | bf16 | fp16 (fp16 needs a GPU)."),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="Window, rotation, scale, crop jitter."),
+    distractors: int = typer.Option(4, "--distractors", help="Absent labels added to each caption."),
+    seed: int = typer.Option(0, "--seed"),
+    train_split: str = typer.Option("train", "--train-split"),
+    val_split: str = typer.Option("val", "--val-split", help="Validation split; skipped with a note if absent."),
+    max_train_slices: int = typer.Option(None, "--max-train-slices", help="Evenly spaced cap (smoke tests)."),
+    max_val_slices: int = typer.Option(None, "--max-val-slices", help="Evenly spaced cap on validation slices."),
+    log_every: int = typer.Option(10, "--log-every", help="Steps per metrics row (their mean train loss)."),
+    val_every: int = typer.Option(200, "--val-every", help="0 = never validate."),
+    checkpoint_every: int = typer.Option(200, "--checkpoint-every"),
+    keep_checkpoints: int = typer.Option(2, "--keep-checkpoints"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
+) -> None:
+    """Fine-tune Grounding DINO (full or LoRA) with accelerate; save a model GroundingDinoDetector loads."""
+    from limis.train.grounding_dino import GroundingDinoTrainConfig, train_grounding_dino
+
+    config = GroundingDinoTrainConfig(
+        manifest=str(manifest), model=model, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+        warmup_steps=warmup_steps, max_grad_norm=max_grad_norm, lora_rank=lora_rank, freeze_text_backbone=freeze_text,
+        mixed_precision=mixed_precision, augment=augment, distractors=distractors, seed=seed, train_split=train_split,
+        val_split=val_split, max_train_slices=max_train_slices, max_val_slices=max_val_slices, log_every=log_every,
+        val_every=val_every, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
+    )
+    train_grounding_dino(config, out, resume=resume, report=lambda line: console.print(line, highlight=False))
+
+
+@train_app.command(
+    "lite-grounding",
+    epilog="Example (the shipped head): limis train lite-grounding --manifest evaluation/datasets/grounding_train.yaml "
+    "--out runs/lite_grounding --cache-dir runs/lite_grounding_views --install",
+)
+def lite_grounding(
+    manifest: Path = typer.Option(..., "--manifest", help="Dataset manifest with a patient-level train split."),
+    out: Path = typer.Option(..., "--out", help="Run folder (run.json, metrics.csv, curves.png, the head)."),
+    split: str = typer.Option("train", "--split"),
+    views: int = typer.Option(4, "--views", help="Encoded views per slice: 1 as displayed + augmented ones."),
+    steps: int = typer.Option(1500, "--steps"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    lr: float = typer.Option(2e-3, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    slice_step: int = typer.Option(1, "--slice-step", help="Use every n-th labelled slice (quick runs)."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Keep encoded views here; reruns skip the encoder."),
+    install: bool = typer.Option(False, "--install", help="Also overwrite the head shipped in the package."),
+) -> None:
+    """Train the lite-grounding head on frozen LiteMedSAM embeddings (CPU is enough)."""
+    from limis.detect.lite_grounding import default_weights
+    from limis.train.lite_grounding import LiteGroundingTrainConfig, train_lite_grounding, write_model_card
+
+    config = LiteGroundingTrainConfig(manifest=str(manifest), split=split, views=views, steps=steps,
+                                      batch_size=batch_size, lr=lr, seed=seed, slice_step=slice_step)
+    model, run = train_lite_grounding(config, out, cache_dir, say=lambda line: console.print(line, highlight=False))
+    targets = [out / "lite_grounding.safetensors"] + ([default_weights()] if install else [])
+    for path in targets:
+        model.save(path)
+        write_model_card(model, path, run)
+        console.print(f"wrote {path}")
