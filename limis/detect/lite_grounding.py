@@ -63,7 +63,11 @@ def coordinate_channels(body: tuple[float, float, float, float], size: int = CAN
 
 
 class GroundingHead(nn.Module):
-    """(B, 256, 64, 64) embeddings + (B, 4, 64, 64) coordinates + (C, 384) text -> (B, C, 64, 64) logits."""
+    """(B, 256, 64, 64) embeddings + (B, 4, 64, 64) coordinates + (C, 384) text -> (B, 1 + C, 64, 64) logits.
+
+    Channel 0 is background; a softmax over channels gives each cell's probability of lying in
+    each asked concept (labelmaps are exclusive, so concepts compete for a cell).
+    """
 
     def __init__(self, embed_dim: int = 256, text_dim: int = TEXT_DIM, width: int = 96) -> None:
         super().__init__()
@@ -77,6 +81,7 @@ class GroundingHead(nn.Module):
         )
         self.fuse = nn.Conv2d(2 * width, width, 1)
         self.query = nn.Sequential(nn.Linear(text_dim, width), nn.GELU(), nn.Linear(width, width + 1))
+        self.background = nn.Parameter(torch.zeros(width + 1))
 
     def features(self, embeddings: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         reduced = self.reduce(torch.cat([embeddings, coords], dim=1))
@@ -86,7 +91,7 @@ class GroundingHead(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, coords: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         features = self.features(embeddings, coords)
-        query = self.query(text)
+        query = torch.cat([self.background[None], self.query(text)])
         weights, bias = query[:, :-1], query[:, -1]
         return torch.einsum("bwhx,cw->bchx", features, weights) / math.sqrt(self.width) + bias[None, :, None, None]
 
@@ -203,10 +208,12 @@ class LiteGroundingDetector:
         embeddings = torch.cat([features for features, _ in encoded])
         maps = [mapping for _, mapping in encoded]
         coords = torch.stack([coordinate_channels(m.body) for m in maps])
+        # every concept the head knows competes for each cell, not only the asked ones
+        known = list(dict.fromkeys(list(concepts) + self.model.metadata.get("concepts", [])))
         with torch.inference_mode():
-            logits = self.model.head(embeddings, coords, self.model.text(concepts))
-            probs = torch.sigmoid(F.interpolate(logits, size=(CANVAS_SIZE, CANVAS_SIZE), mode="bilinear",
-                                                align_corners=False))
+            probs = torch.softmax(self.model.head(embeddings, coords, self.model.text(known)), dim=1)
+            probs = F.interpolate(probs[:, 1 : 1 + len(concepts)], size=(CANVAS_SIZE, CANVAS_SIZE), mode="bilinear",
+                                  align_corners=False)
         return probs.numpy(), list(maps)
 
     def _encode(self, image: SliceImage) -> tuple[torch.Tensor, CanvasMap]:

@@ -106,15 +106,22 @@ def load_training_views(config: LiteGroundingTrainConfig, cache_dir: Path | None
 
 
 def head_loss(logits: torch.Tensor, targets: torch.Tensor, dice_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean BCE against occupancy plus soft Dice over (image, concept) pairs that are present."""
-    bce = F.binary_cross_entropy_with_logits(logits, targets)
-    probs = torch.sigmoid(logits)
+    """Soft cross-entropy over (background, concepts) per cell plus soft Dice over present (image, concept) pairs.
+
+    `logits` (B, 1 + C, 64, 64) with background first; `targets` (B, C, 64, 64) occupancy.
+    """
+    background = (1.0 - targets.sum(1, keepdim=True)).clamp(min=0.0)
+    full = torch.cat([background, targets], dim=1)
+    log_probs = torch.log_softmax(logits, dim=1)
+    cross_entropy = -(full * log_probs).sum(1).mean()
+    probs = log_probs[:, 1:].exp()
     present = targets.flatten(2).sum(-1) > 0
     inter = (probs * targets).flatten(2).sum(-1)
     union = (probs + targets).flatten(2).sum(-1)
     dice = 1 - (2 * inter + 1) / (union + 1)
     dice_term = dice[present].mean() if present.any() else logits.new_zeros(())
-    return bce + dice_weight * dice_term, {"bce": float(bce), "dice_loss": float(dice_term)}
+    return cross_entropy + dice_weight * dice_term, {"cross_entropy": float(cross_entropy.detach()),
+                                                     "dice_loss": float(dice_term.detach())}
 
 
 def train_lite_grounding(
@@ -149,7 +156,7 @@ def train_lite_grounding(
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
         optimiser.step()
         schedule.step()
-        running.append(float(loss))
+        running.append(float(loss.detach()))
         if step % config.log_every == 0 or step == config.steps:
             run.log({"step": step, "loss": float(np.mean(running)), **parts, "lr": schedule.get_last_lr()[0]})
             say(f"step {step}/{config.steps} loss {np.mean(running):.4f}")
@@ -160,6 +167,7 @@ def train_lite_grounding(
         "encoder_sha256": sha256_of(litemedsam_checkpoint()),
         "training_cases": sorted({case for case, _, _ in views.slices}),
         "manifest": str(config.manifest), "split": config.split,
+        "concepts": names,
         "concepts_trained_present": [c for c, p in zip(names, present_in_scan.tolist()) if p],
         "concepts_negative_only": [c for c, p in zip(names, present_in_scan.tolist()) if not p],
         "train_config": asdict(config),
