@@ -123,3 +123,15 @@ def test_box_prior_places_boxes_relative_to_the_body(train_samples) -> None:
     assert liver == pytest.approx((40 + x0 * 119, 20 + y0 * 59, 40 + x1 * 119, 20 + y1 * 59))
     # the liver lies on the patient's right = screen left in the radiological display
     assert (liver[0] + liver[2]) / 2 < 100
+
+
+def test_grow_touched_sides_only_moves_sides_the_mask_reaches() -> None:
+    from limis.pipeline.grounded import grow_touched_sides
+
+    mask = np.zeros((100, 100), dtype=bool)
+    mask[40:60, 20:50] = True  # reaches the box's right side (x = 49), not the others
+    assert grow_touched_sides((10.0, 30.0, 49.0, 70.0), mask) == (10.0, 30.0, 49.0 + 39.0 * 0.15, 70.0)
+    assert grow_touched_sides((10.0, 30.0, 80.0, 70.0), mask) == (10.0, 30.0, 80.0, 70.0)
+    edge = np.zeros((100, 100), dtype=bool)
+    edge[40:60, 0:30] = True  # touches x = 0, the image border: nothing to grow into
+    assert grow_touched_sides((0.0, 30.0, 60.0, 70.0), edge) == (0.0, 30.0, 60.0, 70.0)

@@ -21,19 +21,10 @@ from limis.errors import LimisError, WeightsNotFoundError
 from limis.imaging.display import Plane, SliceGeometry, Window
 from limis.segment.base import Prompt, Segmenter
 from limis.segment.hf_sam import HFSamSegmenter
-from tiny_models import save_tiny_grounding_dino
+from tiny_models import one_torch_thread, save_tiny_grounding_dino  # noqa: F401 (autouse fixture)
 
 STRUCTURES = ["kidney_left", "liver", "spleen"]
 SAM_SIDE = 64  # tiny SAM input side; patch 8 -> 8x8 embedding -> 32x32 low-res masks
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core runner spinning threads cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _slice(rows: int = 64, cols: int = 80, seed: int = 0) -> SliceImage:

@@ -25,19 +25,10 @@ import torch
 
 from limis.eval.detection import average_precision, recall_at_iou
 from limis.train.grounding_dino_data import normalised_cxcywh, process_positions, stream_sample
-from tiny_models import save_tiny_grounding_dino
+from tiny_models import one_torch_thread, save_tiny_grounding_dino  # noqa: F401 (autouse fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "evaluation" / "datasets" / "grounding_train.yaml"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core runner spinning threads cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------- metrics (pure)

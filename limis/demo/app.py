@@ -96,14 +96,28 @@ def _shared(config: DemoConfig, segmenter: Segmenter | None) -> Shared:
     from limis.segment.builders import build_segmenter
 
     root = _root(config)
+    model = segmenter or build_segmenter(config.segmenter, config.weights, config.device)
     return Shared(
         config=config,
         root=root,
-        segmenter=segmenter or build_segmenter(config.segmenter, config.weights, config.device),
+        segmenter=model,
         example=make_phantom(root / "example"),
         tasks=load_tasks(config.task_file),
         transcriber=Transcriber(config.asr_model, config.device) if config.asr_model else None,
+        detector=_text_detector(model, config.device),
     )
+
+
+def _text_detector(segmenter, device: str):
+    """The shipped lite-grounding detector (sharing a LiteMedSAM encoder), or None: users then draw boxes."""
+    from limis.detect.lite_grounding import LiteGroundingDetector
+
+    if getattr(segmenter, "name", None) != "litemedsam":
+        return None
+    try:
+        return LiteGroundingDetector.from_file(device=device, encoder=segmenter)
+    except LimisError:
+        return None
 
 
 def segmenter_label(segmenter: Segmenter) -> str:

@@ -41,6 +41,7 @@ class Shared:
     example: dict[str, Path]
     tasks: tuple[Task, ...]
     transcriber: Transcriber | None = None
+    detector: object | None = None  # text -> box model for images without a reference (state-free)
 
 
 @dataclass
@@ -83,10 +84,10 @@ def require_session(state: DemoState) -> Session:
 
 def open_case(shared: Shared, state: DemoState, volume: Volume, reference: tuple[np.ndarray, dict[int, str]] | None,
               case: str, detector_note: str) -> None:
-    """Start a new Session on a loaded volume (with the oracle detector when a reference is given)."""
+    """Start a new Session on a loaded volume: the oracle detector when a reference is given, else the shared one."""
     cache = EmbeddingCache(shared.segmenter, max_bytes=shared.config.session_cache_mb * 2**20,
                            disk_dir=shared.config.embedding_cache_dir)
-    detector = OracleDetector(*reference) if reference is not None else None
+    detector = OracleDetector(*reference) if reference is not None else shared.detector
     state.session = Session(volume, cache, detector=detector, reference=reference, log=state.log)
     state.case, state.detector_note = case, detector_note
     state.chat, state.pending = [], None

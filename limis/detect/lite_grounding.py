@@ -40,10 +40,10 @@ def default_weights() -> Path:
 
 
 def concept_of(structure: str) -> str:
-    """The side-free concept a structure is detected as ("kidney_left" -> "kidney")."""
-    from limis.vocab import get_structure
+    """The side-free concept a structure is detected as ("kidney_left" -> "kidney"; "kidney" stays)."""
+    from limis.vocab import all_structures
 
-    return get_structure(structure).base
+    return next((s.base for s in all_structures() if s.name == structure), structure)
 
 
 def concept_text(concept: str) -> str:
@@ -100,7 +100,8 @@ class GroundingHead(nn.Module):
 class HeadConfig:
     width: int = 96
     canvas_mm: float = CANVAS_MM
-    threshold: float = 0.5  # heatmap probability that outlines a region
+    region_threshold: float = 0.35  # heatmap probability that outlines a region (cells half covered sit near 0.5)
+    presence_threshold: float = 0.5  # a region counts only if its peak probability reaches this
     min_region_mm2: float = 100.0  # smaller regions are noise
 
 
@@ -244,12 +245,12 @@ class LiteGroundingDetector:
     def _regions(self, structure: str, heat: np.ndarray, mapping: CanvasMap, shape: tuple[int, int]) -> list[Detection]:
         """One detection per connected region above threshold, scored by its peak probability."""
         config = self.model.config
-        labelled, count = ndimage.label(heat > config.threshold)
+        labelled, count = ndimage.label(heat > config.region_threshold)
         min_pixels = config.min_region_mm2 / mapping.mm_per_pixel**2
         detections = []
         for region in range(1, count + 1):
             rr, cc = np.nonzero(labelled == region)
-            if rr.size < min_pixels:
+            if rr.size < min_pixels or heat[rr, cc].max() < config.presence_threshold:
                 continue
             box = mapping.box_to_display((float(cc.min()), float(rr.min()), float(cc.max()), float(rr.max())), shape)
             if box[2] > box[0] and box[3] > box[1]:

@@ -32,7 +32,7 @@ class SegmentOptions:
     propagation_margin: float = 0.1  # fraction of the box size added on each side when propagating
     min_mask_pixels: int = 3
     min_quality: float = 0.3  # stop propagating below this predicted IoU
-    refine_coarse_boxes: int = 1  # re-prompt a coarse detector box with the box of the mask it gave
+    refine_coarse_boxes: int = 2  # rounds of growing a coarse detector box on the sides its mask touches
 
 
 @dataclass
@@ -172,13 +172,13 @@ class GroundedPipeline:
         return masks
 
     def _segment_box(self, embedding, box: Box, refine_rounds: int = 0) -> SegmentResult:
-        """Mask for a box; each refine round re-prompts with the tight box of the previous mask."""
+        """Mask for a box; each refine round grows the sides the mask runs into (a box drawn too small)."""
         result = self.segmenter.segment(embedding, [Prompt(box=box)])[0]
         for _ in range(refine_rounds):
-            tight = box_from_mask(result.mask)
-            if tight is None:
+            grown = grow_touched_sides(box, result.mask)
+            if grown == box:
                 break
-            result = self.segmenter.segment(embedding, [Prompt(box=tight)])[0]
+            box, result = grown, self.segmenter.segment(embedding, [Prompt(box=grown)])[0]
         return result
 
     def _summary(
@@ -195,6 +195,32 @@ class GroundedPipeline:
             score=score,
             slice_range=(int(covered[0]), int(covered[-1])) if covered.size else None,
         )
+
+
+def grow_touched_sides(box: Box, mask: np.ndarray, fraction: float = 0.15, touch_px: int = 2) -> Box:
+    """The box with each side the mask reaches (within `touch_px`) moved out by `fraction` of the box size.
+
+    A mask cut flat by its prompt box means the object continues past it; sides at the image
+    border stay.
+    """
+    x0, y0, x1, y1 = box
+    rows, cols = mask.shape
+    r0, r1 = int(max(0, np.floor(y0))), int(min(rows - 1, np.ceil(y1)))
+    c0, c1 = int(max(0, np.floor(x0))), int(min(cols - 1, np.ceil(x1)))
+    inside = mask[r0 : r1 + 1, c0 : c1 + 1]
+    if not inside.any():
+        return box
+    dx, dy = max(1.0, (x1 - x0) * fraction), max(1.0, (y1 - y0) * fraction)
+    t = touch_px
+    if inside[:, :t].any() and x0 > 0:
+        x0 = max(0.0, x0 - dx)
+    if inside[:, -t:].any() and x1 < cols - 1:
+        x1 = min(cols - 1.0, x1 + dx)
+    if inside[:t].any() and y0 > 0:
+        y0 = max(0.0, y0 - dy)
+    if inside[-t:].any() and y1 < rows - 1:
+        y1 = min(rows - 1.0, y1 + dy)
+    return x0, y0, x1, y1
 
 
 def strongest_run(seeds: dict[int, Detection], stride: int) -> dict[int, Detection]:

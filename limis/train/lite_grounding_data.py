@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -29,6 +29,7 @@ class ViewConfig:
     size_jitter: float = 0.12  # relative change of the physical pixel size, uniform +-
     max_shift: float = 12.0  # canvas pixels the body centre may move, uniform +-
     augment: AugmentConfig = field(default_factory=lambda: VIEW_AUGMENT)
+    contrast_from_view: int = 3  # views from this one on also simulate a contrast phase (CT only)
 
 
 @dataclass
@@ -57,12 +58,21 @@ def view_canvas(sample: SliceSample, view: int, seed: int, config: ViewConfig) -
         canvas, mapping = make_canvas(sample.pixels, sample.pixel_mm)
         return canvas, labels_on_canvas(sample.labels, mapping), mapping
     rng = np.random.default_rng([seed, view, sample.index, int(hashlib.sha1(sample.case_id.encode()).hexdigest()[:8], 16)])
-    moved = augment(sample, rng, config.augment)
+    chosen = replace(config.augment, contrast_prob=1.0) if view >= config.contrast_from_view else config.augment
+    moved = augment(sample, rng, chosen)
     size = 1.0 + rng.uniform(-config.size_jitter, config.size_jitter)
     shift = tuple(rng.uniform(-config.max_shift, config.max_shift, size=2))
     pixel_mm = (moved.pixel_mm[0] * size, moved.pixel_mm[1] * size)
     canvas, mapping = make_canvas(moved.pixels, pixel_mm, CANVAS_MM, shift=shift)
     return canvas, labels_on_canvas(moved.labels, mapping), mapping
+
+
+def cache_path(samples: Sequence[SliceSample], segmenter, view: int, seed: int, config: ViewConfig, cache_dir) -> Path:
+    """File of one (case, view) under `cache_dir`, keyed by everything that changes its content."""
+    key = json.dumps({"case": samples[0].case_id, "view": view, "seed": seed, "config": asdict(config),
+                      "slices": [s.index for s in samples], "encoder": str(getattr(segmenter, "weights_path", ""))},
+                     sort_keys=True, default=str)
+    return Path(cache_dir) / f"{samples[0].case_id}_view{view}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
 
 
 def encode_case_views(
@@ -76,16 +86,11 @@ def encode_case_views(
     progress: Callable[[int, int], None] | None = None,
 ) -> EncodedViews:
     """Encode one view of every sample (all from one case); cached per (case, view, config, encoder)."""
-    path = None
-    if cache_dir is not None:
-        key = json.dumps({"case": samples[0].case_id, "view": view, "seed": seed, "config": asdict(config),
-                          "slices": [s.index for s in samples], "encoder": str(getattr(segmenter, "weights_path", ""))},
-                         sort_keys=True, default=str)
-        path = Path(cache_dir) / f"{samples[0].case_id}_view{view}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
-        if path.is_file():
-            saved = torch.load(str(path), map_location="cpu", weights_only=True)
-            return EncodedViews(saved["embeddings"], saved["labels"], {int(k): v for k, v in saved["names"].items()},
-                                [tuple(s) for s in saved["slices"]])
+    path = cache_path(samples, segmenter, view, seed, config, cache_dir) if cache_dir is not None else None
+    if path is not None and path.is_file():
+        saved = torch.load(str(path), map_location="cpu", weights_only=True)
+        return EncodedViews(saved["embeddings"], saved["labels"], {int(k): v for k, v in saved["names"].items()},
+                            [tuple(s) for s in saved["slices"]])
     embeddings, labels = [], []
     for done, sample in enumerate(samples, start=1):
         canvas, canvas_labels, _ = view_canvas(sample, view, seed, config)

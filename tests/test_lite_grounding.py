@@ -1,0 +1,149 @@
+"""lite-grounding: targets, head file format, training, and the shipped head on the unseen DICOM scan."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from limis.detect.lite_grounding import GroundingHead, HeadConfig, LiteGroundingModel, default_weights
+from limis.errors import LimisError, WeightsNotFoundError
+from limis.train.lite_grounding import head_loss, occupancy_targets, trainable_concepts
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFEST = REPO / "evaluation" / "datasets" / "grounding_train.yaml"
+
+
+def test_concepts_are_side_free_and_skip_numbered_bones() -> None:
+    names = {1: "kidney_left", 2: "kidney_right", 3: "liver", 4: "rib_left_7", 5: "vertebrae_L1", 6: "not_in_vocab"}
+    assert trainable_concepts(names) == {"kidney": [1, 2], "liver": [3]}
+
+
+def test_occupancy_is_the_covered_fraction_of_each_cell() -> None:
+    labels = torch.zeros(1, 256, 256, dtype=torch.int16)
+    labels[0, :4, :2] = 3  # half of cell (0, 0) is liver
+    labels[0, 8:12, 8:12] = 1  # all of cell (2, 2) is kidney
+    targets = occupancy_targets(labels, {"kidney": [1, 2], "liver": [3]})
+    assert targets.shape == (1, 2, 64, 64)
+    assert float(targets[0, 1, 0, 0]) == 0.5 and float(targets[0, 0, 2, 2]) == 1.0
+    assert float(targets.sum()) == 1.5
+
+
+def test_loss_prefers_the_right_cells() -> None:
+    targets = torch.zeros(1, 1, 64, 64)
+    targets[0, 0, 10:20, 10:20] = 1.0
+    right = torch.zeros(1, 2, 64, 64)
+    right[0, 1] = torch.where(targets[0, 0] > 0, 8.0, -8.0)
+    wrong = torch.zeros(1, 2, 64, 64)
+    wrong[0, 1] = torch.where(targets[0, 0] > 0, -8.0, 8.0)
+    assert head_loss(right, targets, 1.0)[0] < 0.05 < head_loss(wrong, targets, 1.0)[0]
+
+
+def test_head_file_round_trip_and_clear_errors(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    head = GroundingHead(width=16)
+    table = {"liver": torch.randn(384), "kidney": torch.randn(384)}
+    model = LiteGroundingModel(head, table, HeadConfig(width=16), {"concepts": ["kidney", "liver"]})
+    path = model.save(tmp_path / "head.safetensors")
+    loaded = LiteGroundingModel.load(path)
+    for key, value in head.state_dict().items():
+        assert torch.equal(value, loaded.head.state_dict()[key])
+    assert torch.equal(loaded.text(["kidney"])[0], table["kidney"]) and loaded.metadata["concepts"] == ["kidney", "liver"]
+    with pytest.raises(WeightsNotFoundError, match="limis train lite-grounding"):
+        LiteGroundingModel.load(tmp_path / "missing.safetensors")
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a safetensors file")
+    with pytest.raises(LimisError, match="not a lite-grounding head"):
+        LiteGroundingModel.load(broken)
+
+
+def test_shipped_head_is_small_and_documented() -> None:
+    import json
+
+    path = default_weights()
+    assert path.is_file() and path.stat().st_size < 20 * 1024 * 1024
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["training_cases"] == ["example_ct"], "the unseen test scan must never be in training"
+    assert "kidney" in card["concepts_trained_present"] and "brain" in card["concepts_negative_only"]
+    assert card["encoder_sha256"]
+
+
+@pytest.fixture(scope="module")
+def dicom_case(totalseg_dir: Path):
+    from limis.eval.cases import load_case
+    from limis.eval.datasets import load_manifest
+
+    manifest = load_manifest(MANIFEST)
+    return load_case(manifest.split("test")[0], manifest)
+
+
+@pytest.mark.slow
+def test_shipped_head_finds_organs_on_the_unseen_scan(dicom_case, litemedsam) -> None:
+    """Trained without dicom_example_ct: liver and spleen boxes overlap the reference; no kidneys are claimed."""
+    from limis.detect.base import box_from_mask
+    from limis.detect.lite_grounding import LiteGroundingDetector
+    from limis.eval.detection import box_iou
+    from limis.imaging.display import Plane, display_slice
+    from limis.pipeline.grounded import detect_structure
+    from limis.pipeline.slices import choose_window, slice_image
+
+    volume, labels, names = dicom_case
+    detector = LiteGroundingDetector.from_file(encoder=litemedsam)
+    window = choose_window(volume)
+    images = [slice_image(volume, Plane.AXIAL, i, window) for i in (4, 10, 16)]
+    ids = {name: i for i, name in names.items()}
+    for structure in ("liver", "spleen"):
+        for image, found in zip(images, detect_structure(detector, images, structure)):
+            truth = box_from_mask(display_slice(labels, Plane.AXIAL, image.geometry.index) == ids[structure])
+            assert found and box_iou(found[0].box, truth) > 0.4, (structure, image.geometry.index)
+    for structure in ("kidney_left", "brain"):
+        assert not any(detect_structure(detector, images, structure)), structure
+
+
+@pytest.mark.slow
+def test_segment_unseen_dicom_without_hub_weights(totalseg_dir: Path, dicom_case, tmp_path: Path, capsys) -> None:
+    """`limis segment DICOM liver spleen brain`: two organs written, brain reported absent, exit 0."""
+    import json
+
+    import nibabel as nib
+
+    from limis.cli import main
+    from limis.eval.metrics import dice
+    from limis.imaging import load_image
+    from limis.imaging.align import load_labelmap_on
+
+    out = tmp_path / "out.nii.gz"
+    code = main(["segment", str(totalseg_dir / "dicom_example_ct"), "liver", "spleen", "brain", "-o", str(out), "--json"])
+    assert code == 0
+    rows = {row["structure"]: row for row in json.loads(capsys.readouterr().out)["structures"]}
+    assert rows["brain"]["found"] is False and rows["liver"]["found"] and rows["spleen"]["found"]
+    table = json.loads(out.with_suffix("").with_suffix(".json").read_text())
+    assert {row["name"] for row in table["labels"]} == {"liver", "spleen"}
+    volume, labels, names = dicom_case
+    predicted = load_labelmap_on(load_image(totalseg_dir / "dicom_example_ct"), out)
+    ids = {name: i for i, name in names.items()}
+    by_name = {row["name"]: row["id"] for row in table["labels"]}
+    assert dice(predicted == by_name["liver"], labels == ids["liver"]) > 0.85
+    assert dice(predicted == by_name["spleen"], labels == ids["spleen"]) > 0.75
+    assert nib.load(str(out)).shape == (512, 512, 20)
+
+
+@pytest.mark.slow
+def test_train_lite_grounding_cli_learns_and_loads(totalseg_dir: Path, tmp_path: Path, litemedsam) -> None:
+    from limis.cli import main
+    from limis.detect.lite_grounding import LiteGroundingDetector
+
+    out = tmp_path / "run"
+    code = main(["train", "lite-grounding", "--manifest", str(MANIFEST), "--out", str(out), "--views", "1",
+                 "--slice-step", "16", "--steps", "60", "--batch-size", "4", "--cache-dir", str(tmp_path / "views")])
+    assert code == 0
+    with (out / "metrics.csv").open() as handle:
+        losses = [float(row["loss"]) for row in csv.DictReader(handle)]
+    assert losses[-1] < 0.7 * losses[0]
+    assert (out / "curves.png").is_file() and (out / "run.json").is_file()
+    detector = LiteGroundingDetector.from_file(out / "lite_grounding.safetensors", encoder=litemedsam)
+    assert detector.model.metadata["training_cases"] == ["example_ct"]
+    assert isinstance(np.asarray(detector.model.text(["liver"])), np.ndarray)
