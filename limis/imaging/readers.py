@@ -34,6 +34,7 @@ VIEW_CONVENTIONS = {
     "radiological": (-1.0, -1.0),  # patient right on screen left, anterior at the top
     "neurological": (1.0, -1.0),  # patient left on screen left, anterior at the top
     "rotated180": (1.0, 1.0),  # radiological turned 180 degrees: patient left on screen left, posterior at top
+    "posterior-top": (-1.0, 1.0),  # radiological flipped upside down: patient right on screen left, spine at top
 }
 
 
