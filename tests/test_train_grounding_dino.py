@@ -270,10 +270,15 @@ def test_cli_uncached_hub_model_is_one_line(totalseg_dir: Path, tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_two_cpu_processes_with_torchrun(totalseg_dir: Path, tiny_dino: Path, tmp_path: Path) -> None:
-    """torchrun starts two gloo processes; each trains its half of the batch and saves its own RNG state."""
+def test_two_cpu_processes_with_accelerate_launch(totalseg_dir: Path, tiny_dino: Path, tmp_path: Path) -> None:
+    """`accelerate launch` starts two gloo processes; each trains its half of the batch and saves its own RNG state.
+
+    `--cpu` makes accelerate start one process only, so the launch asks for two without it; the
+    training code itself picks gloo on a machine without GPUs.
+    """
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "limis.cli",
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "limis.cli",
                "train", "grounding-dino", "--manifest", str(MANIFEST), "--model", str(tiny_dino), "--out", str(out),
                "--steps", "2", "--batch-size", "1", "--max-train-slices", "4", "--log-every", "1",
                "--val-every", "0", "--checkpoint-every", "2"]
