@@ -67,6 +67,15 @@ def test_normalised_box_uses_pixel_edges() -> None:
     assert normalised_cxcywh((0.0, 0.0, 19.0, 9.0), (10, 20)) == pytest.approx((0.5, 0.5, 1.0, 1.0))
 
 
+def test_detector_box_inverts_the_training_target() -> None:
+    from limis.detect.grounding_dino import _display_box
+
+    box, shape = (3.0, 2.0, 12.0, 7.0), (10, 20)
+    cx, cy, w, h = normalised_cxcywh(box, shape)
+    edges = ((cx - w / 2) * 20, (cy - h / 2) * 10, (cx + w / 2) * 20, (cy + h / 2) * 10)
+    assert _display_box(edges, shape) == pytest.approx(box)
+
+
 def test_stream_is_a_function_of_seed_and_position() -> None:
     epoch = [stream_sample(7, position, 11) for position in range(11)]
     assert sorted(epoch) == list(range(11))

@@ -46,9 +46,13 @@ def _words(text: str, ignore: Sequence[str] = ()) -> tuple[str, ...]:
 
 
 def _display_box(box: Sequence[float], shape: tuple[int, int]) -> Box:
-    """Model box (continuous pixel edges, XYXY) -> LIMIS box (pixel-centre indices, XYXY) clipped to the slice."""
+    """Model box (continuous pixel edges, XYXY) -> LIMIS box (pixel-centre indices, XYXY) clipped to the slice.
+
+    Pixel i spans edges [i, i + 1), so the first covered pixel is the left edge and the last one
+    is the right edge minus one (the inverse of the training targets' `normalised_cxcywh`).
+    """
     rows, cols = shape
-    x1, y1, x2, y2 = (float(v) - 0.5 for v in box)
+    x1, y1, x2, y2 = float(box[0]), float(box[1]), float(box[2]) - 1.0, float(box[3]) - 1.0
     return (
         float(np.clip(x1, 0, cols - 1)),
         float(np.clip(y1, 0, rows - 1)),
