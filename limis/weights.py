@@ -44,11 +44,11 @@ def resolve_pretrained(name_or_path: str, what: str) -> tuple[str, bool]:
     return name_or_path, os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
 
 
-def missing_pretrained_error(name_or_path: str, what: str, error: Exception) -> WeightsNotFoundError:
-    """The one-line message for a hub model that could not be loaded."""
+def missing_pretrained_error(name_or_path: str, what: str, option: str = "--weights") -> WeightsNotFoundError:
+    """The one-line message for a hub model that could not be loaded; `option` is the flag that takes a folder."""
     return WeightsNotFoundError(
         f"could not load {what} '{name_or_path}' (no local copy; the hub is unreachable or offline). On a connected "
-        f"machine run `hf download {name_or_path} --local-dir DIR`, copy DIR here and pass --weights DIR."
+        f"machine run `hf download {name_or_path} --local-dir DIR`, copy DIR here and pass {option} DIR."
     )
 
 
@@ -81,7 +81,7 @@ def load_transformers_model(model_class, processor_class, name_or_dir: str, mode
                                                   output_loading_info=True)
         processor = processor_class.from_pretrained(source, local_files_only=local_only)
     except (OSError, ValueError, KeyError) as error:
-        raise missing_pretrained_error(name_or_dir, f"{what} model", error) from None
+        raise missing_pretrained_error(name_or_dir, f"{what} model", option) from None
     absent = [str(k) for k in [*info.get("missing_keys", ()), *info.get("mismatched_keys", ())]]
     if absent:
         raise LimisError(

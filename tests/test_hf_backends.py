@@ -151,7 +151,7 @@ def test_grounding_dino_missing_weights_offline(empty_hub: None) -> None:
     with pytest.raises(WeightsNotFoundError) as info:
         GroundingDinoDetector.from_pretrained("IDEA-Research/grounding-dino-tiny")
     message = str(info.value)
-    assert "\n" not in message and "hf download IDEA-Research/grounding-dino-tiny" in message and "--weights" in message
+    assert "\n" not in message and "hf download IDEA-Research/grounding-dino-tiny" in message and "pass --detector-weights DIR" in message
 
 
 # ---------------------------------------------------------------- HF SAM

@@ -274,7 +274,7 @@ def test_cli_uncached_hub_model_is_one_line(totalseg_dir: Path, tmp_path: Path,
     code = main(["train", "grounding-dino", "--manifest", str(MANIFEST), "--model", "limis-test/no-such-model",
                  "--out", str(tmp_path / "run"), "--steps", "1", "--max-train-slices", "1"])
     err = capsys.readouterr().err
-    assert code == 2 and "hf download limis-test/no-such-model" in err and "Traceback" not in err
+    assert code == 2 and "hf download limis-test/no-such-model" in err and "pass --model DIR" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "run.json").exists()  # a failed start claims no run folder
 
 
