@@ -135,3 +135,23 @@ def test_grow_touched_sides_only_moves_sides_the_mask_reaches() -> None:
     edge = np.zeros((100, 100), dtype=bool)
     edge[40:60, 0:30] = True  # touches x = 0, the image border: nothing to grow into
     assert grow_touched_sides((0.0, 30.0, 60.0, 70.0), edge) == (0.0, 30.0, 60.0, 70.0)
+
+
+def test_lumen_gas_rises_anteriorly_and_the_wall_stays() -> None:
+    from limis.train.samples import fill_lumens
+
+    values = np.full((40, 40), 30.0, dtype=np.float32)
+    labels = np.zeros((40, 40), dtype=np.int32)
+    labels[10:30, 10:30] = 1
+    filled = None
+    for seed in range(50):  # draws until a gas-over-fluid filling happens
+        candidate = fill_lumens(values, labels, {1: "stomach"}, np.random.default_rng(seed))
+        if candidate.min() < -700:
+            filled = candidate
+            break
+    assert filled is not None
+    gas_rows = np.flatnonzero((filled < -700).any(axis=1))
+    fluid_rows = np.flatnonzero(((filled >= 0) & (filled <= 30) & (labels == 1)).any(axis=1))
+    assert gas_rows.min() == 12 and gas_rows.max() < fluid_rows.max()  # top = anterior on an axial display
+    assert (filled[labels == 1][:1] == 30.0).all() and (filled[10, 10:30] == 30.0).all()  # the wall
+    assert np.array_equal(fill_lumens(values, labels, {1: "liver"}, np.random.default_rng(0)), values)

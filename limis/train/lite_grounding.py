@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from limis.detect.lite_grounding import GRID, GroundingHead, HeadConfig, LiteGroundingModel, concept_text, coordinate_channels
+from limis.errors import LimisError
 from limis.train.lite_grounding_data import EncodedViews, ViewConfig, encode_case_views, view_canvas
 from limis.train.run_folder import TrainingRun
 
@@ -99,8 +100,14 @@ def load_training_views(config: LiteGroundingTrainConfig, cache_dir: Path | None
     for case, samples in by_case.items():
         for view in range(config.views):
             started = time.time()
-            parts.append(encode_case_views(samples, encoder, view, seed=config.seed, config=view_config, cache_dir=cache_dir))
-            coords.extend(coordinate_channels(view_canvas(s, view, config.seed, view_config)[2].body) for s in samples)
+            part = encode_case_views(samples, encoder, view, seed=config.seed, config=view_config, cache_dir=cache_dir)
+            for sample, cached_labels in zip(samples, part.labels):
+                _, labels, mapping = view_canvas(sample, view, config.seed, view_config)
+                if not np.array_equal(labels, cached_labels.numpy()):
+                    raise LimisError(f"{cache_dir}: cached view {view} of {case} no longer matches the augmentation "
+                                     "code; delete the cache folder and rerun.")
+                coords.append(coordinate_channels(mapping.body))
+            parts.append(part)
             say(f"{case} view {view}: {len(samples)} slices ready ({time.time() - started:.0f} s)")
     return EncodedViews.concat(parts), torch.stack(coords)
 

@@ -30,6 +30,7 @@ class ViewConfig:
     max_shift: float = 12.0  # canvas pixels the body centre may move, uniform +-
     augment: AugmentConfig = field(default_factory=lambda: VIEW_AUGMENT)
     contrast_from_view: int = 3  # views from this one on also simulate a contrast phase (CT only)
+    lumen_from_view: int = 6  # views from this one on also refill hollow organs (gas, oral contrast)
 
 
 @dataclass
@@ -58,7 +59,8 @@ def view_canvas(sample: SliceSample, view: int, seed: int, config: ViewConfig) -
         canvas, mapping = make_canvas(sample.pixels, sample.pixel_mm)
         return canvas, labels_on_canvas(sample.labels, mapping), mapping
     rng = np.random.default_rng([seed, view, sample.index, int(hashlib.sha1(sample.case_id.encode()).hexdigest()[:8], 16)])
-    chosen = replace(config.augment, contrast_prob=1.0) if view >= config.contrast_from_view else config.augment
+    chosen = replace(config.augment, contrast_prob=float(view >= config.contrast_from_view),
+                     lumen_prob=float(view >= config.lumen_from_view))
     moved = augment(sample, rng, chosen)
     size = 1.0 + rng.uniform(-config.size_jitter, config.size_jitter)
     shift = tuple(rng.uniform(-config.max_shift, config.max_shift, size=2))

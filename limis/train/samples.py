@@ -147,6 +147,7 @@ class AugmentConfig:
     flip_prob: float = 0.0
     noise_std: float = 0.0  # intensity noise in raw units (HU)
     contrast_prob: float = 0.0  # simulate an iodine contrast phase on a CT (see `enhance`)
+    lumen_prob: float = 0.0  # refill hollow organs with gas / oral contrast (see `fill_lumens`)
 
 
 def augment(sample: SliceSample, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> SliceSample:
@@ -155,8 +156,11 @@ def augment(sample: SliceSample, rng: np.random.Generator, config: AugmentConfig
                     sample.window.width * (1.0 + rng.uniform(-config.width_jitter, config.width_jitter)),
                     sample.window.level + rng.uniform(-config.level_jitter, config.level_jitter))
     values, labels = sample.values, sample.labels
-    if rng.random() < config.contrast_prob:
+    # optional steps draw no random number when off, so turning one on never changes the other draws
+    if config.contrast_prob and rng.random() < config.contrast_prob:
         values = enhance(values, labels, sample.names, rng)
+    if config.lumen_prob and rng.random() < config.lumen_prob:
+        values = fill_lumens(values, labels, sample.names, rng)
     angle = rng.uniform(-config.max_rotation_deg, config.max_rotation_deg)
     if angle:
         fill = float(values.min())
@@ -205,6 +209,36 @@ def enhance(values: np.ndarray, labels: np.ndarray, names: dict[int, str], rng: 
         gain = ARTERIAL_HU.get(base, 0.0) * arterial + VENOUS_HU.get(base, 0.0) * venous
         if gain:
             out[labels == label_id] += gain * rng.uniform(0.85, 1.15)
+    return out
+
+
+HOLLOW = ("stomach", "duodenum", "colon", "small_bowel")
+
+
+def fill_lumens(values: np.ndarray, labels: np.ndarray, names: dict[int, str], rng: np.random.Generator) -> np.ndarray:
+    """Hollow organs with other contents: gas collects at the anterior side (top rows of an axial
+    display of a supine patient) above a random level; otherwise positive oral contrast or water.
+    The outer 2 pixels stay as the wall.
+    """
+    out = values.astype(np.float32).copy()
+    for label_id, name in names.items():
+        mask = labels == label_id
+        if name not in HOLLOW or rng.random() < 0.5 or not mask.any():
+            continue
+        lumen = ndimage.binary_erosion(mask, iterations=2)
+        rows = np.flatnonzero(lumen.any(axis=1))
+        if rows.size == 0:
+            continue
+        level = rng.uniform(rows[0], rows[-1] + 1)
+        above = np.arange(labels.shape[0])[:, None] < level
+        choice = rng.random()
+        if choice < 0.6:  # gas over fluid
+            out[lumen & above] = rng.uniform(-950.0, -750.0)
+            out[lumen & ~above] = rng.uniform(0.0, 30.0)
+        elif choice < 0.8:  # positive oral contrast
+            out[lumen] = rng.uniform(150.0, 400.0)
+        else:  # water
+            out[lumen] = rng.uniform(0.0, 20.0)
     return out
 
 
