@@ -68,7 +68,7 @@ def lite_grounding(
     manifest: Path = typer.Option(..., "--manifest", help="Dataset manifest with a patient-level train split."),
     out: Path = typer.Option(..., "--out", help="Run folder (run.json, metrics.csv, curves.png, the head)."),
     split: str = typer.Option("train", "--split"),
-    views: int = typer.Option(4, "--views", help="Encoded views per slice: 1 as displayed + augmented ones."),
+    views: int = typer.Option(6, "--views", help="Encoded views per slice: 1 as displayed + augmented ones (3+: contrast, 6+: lumen contents)."),
     steps: int = typer.Option(1500, "--steps"),
     batch_size: int = typer.Option(8, "--batch-size"),
     lr: float = typer.Option(2e-3, "--lr"),
