@@ -1,4 +1,4 @@
-"""Training samples, canvases, the box-prior baseline and z-range logic (fast; real CT where needed)."""
+"""Training samples, embedding-grid geometry, the box-prior baseline and z-range logic (fast; real CT where needed)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from limis.detect.base import Detection, box_from_mask
-from limis.detect.canvas import CANVAS_SIZE, body_extent, estimated_pixel_mm, labels_on_canvas, make_canvas
+from limis.detect.body import body_extent, estimated_pixel_mm
 from limis.eval.detection import box_iou
 from limis.pipeline.grounded import strongest_run
 from limis.train.samples import AugmentConfig, augment, caption_labels, caption_text, swap_sides
@@ -74,21 +74,32 @@ def test_augment_keeps_boxes_on_the_labels_and_spacing_honest(train_samples) -> 
     assert area(moved) == pytest.approx(area(sample), rel=0.25)
 
 
-def test_canvas_has_fixed_physical_pixels_and_maps_boxes_back() -> None:
+def test_embedding_grid_coordinates_and_heatmaps_map_back_to_the_display() -> None:
+    """A 300 x 400 slice of 1 mm pixels: LiteMedSAM's input is 192 x 256 (cells of 1.5625 mm), padded below."""
+    import torch
+
+    from limis.detect.lite_grounding import coordinate_channels, heat_on_display, input_size
+    from limis.train.lite_grounding_data import cell_occupancy
+
     pixels = np.zeros((300, 400), dtype=np.float32)
-    pixels[100:200, 50:350] = 0.5  # a 100 x 300 pixel "trunk" of 1 mm pixels
-    canvas, mapping = make_canvas(pixels, (1.0, 1.0))
-    assert canvas.shape == (CANVAS_SIZE, CANVAS_SIZE) and mapping.mm_per_pixel == 3.0
-    r0, c0, r1, c1 = mapping.body
-    assert (c1 - c0) == pytest.approx(100, abs=2) and (r1 - r0) == pytest.approx(33, abs=2)
-    assert (r0 + r1) / 2 == pytest.approx(127.5, abs=1) and (c0 + c1) / 2 == pytest.approx(127.5, abs=1)
-    back = mapping.box_to_display((c0, r0, c1, r1), pixels.shape)
-    assert box_iou(back, (50, 100, 349, 199)) > 0.9
+    pixels[100:200, 50:350] = 0.5  # a 100 x 300 mm "trunk" centred at row 149.5, column 199.5
+    assert input_size(pixels.shape) == (192, 256)
+    coords = coordinate_channels(pixels, (1.0, 1.0))
+    assert coords.shape == (5, 64, 64)
+    # cell (r, c) centres at input pixel 4r + 1.5 -> display (4r + 2) * 300/192 - 0.5; mm from the trunk centre / 200
+    assert float(coords[1, 0, 0]) == pytest.approx((2 * 1.5625 - 0.5 - 199.5) / 200, abs=1e-4)
+    assert float(coords[0, 10, 0]) == pytest.approx((42 * 1.5625 - 0.5 - 149.5) / 200, abs=1e-4)
+    assert float(coords[3, 0, 63]) == pytest.approx(((254 * 1.5625 - 0.5) - 199.5) / 149.5, abs=1e-3)
+    assert coords[4, :48].min() == 1 and coords[4, 48:].max() == 0  # rows 192..255 of the input are padding
     labels = np.zeros((300, 400), dtype=np.int16)
     labels[120:180, 100:200] = 7
-    on_canvas = labels_on_canvas(labels, mapping)
-    assert box_iou(mapping.box_to_display(box_from_mask(on_canvas == 7), pixels.shape), (100, 120, 199, 179)) > 0.85
+    occupancy = cell_occupancy(labels, [[7], [3]])
+    assert occupancy.shape == (2, 64, 64) and float(occupancy[1].sum()) == 0
+    heat = heat_on_display(occupancy[:1].float(), pixels.shape)[0].numpy()
+    assert heat.shape == pixels.shape
+    assert box_iou(box_from_mask(heat > 0.5), (100, 120, 199, 179)) > 0.85
     assert estimated_pixel_mm(pixels)[0] == pytest.approx(345.0 / 299.0, rel=0.02)
+    assert torch.isfinite(coords).all()
 
 
 def test_body_extent_ignores_the_table() -> None:

@@ -15,3 +15,13 @@ app = typer.Typer(
 )
 console = Console()
 console_err = Console(stderr=True)
+
+
+def modality_line(volume) -> str:
+    """One line saying which modality the models will assume and where it came from (guess, header or --modality)."""
+    read = volume.metadata.get("modality_read")
+    if read is not None:
+        return f"modality: {volume.modality} (set by --modality; the reader found {read})"
+    if volume.metadata.get("modality_guessed"):
+        return f"modality: {volume.modality} (guessed from intensities; set --modality if wrong)"
+    return f"modality: {volume.modality} (from the file)"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from limis.cli.app import app, console
+from limis.cli.app import app, console, modality_line
 
 EPILOG = ("Example: limis chat ct.nii.gz -o seg.nii.gz --detector oracle --labels ref.nii.gz --label-map map.json\n\n"
           "Then type: left kidney / bigger / move left 5 mm / next slice / undo / done")
@@ -28,6 +28,8 @@ def chat(
     participant: str = typer.Option(None, "--participant", help="Study participant id written in the log."),
     device: str = typer.Option("cpu", "--device"),
     cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE"),
+    modality: str = typer.Option(None, "--modality", help="CT | MR | XR | OT: overrides the guess from intensities "
+                                 "(a CT clipped to [-125, 275] HU has no air and is guessed MR)."),
 ) -> None:
     """Segment and refine by typing; 'left'/'right' are the patient's side."""
     from limis.detect.registry import build_detector, read_label_names
@@ -38,12 +40,14 @@ def chat(
     from limis.segment.builders import build_segmenter
     from limis.segment.cache import EmbeddingCache
 
-    volume = load_image(image)
+    volume = load_image(image, modality=modality)
+    console.print(modality_line(volume), highlight=False)
     reference = (load_labelmap_on(volume, labels), read_label_names(label_map)) if labels and label_map else None
     model = build_segmenter(segmenter, weights, device)
+    cache = EmbeddingCache(model, disk_dir=cache_dir)
     found_detector = build_detector(detector, volume=volume, weights=detector_weights, labels=labels,
-                                    label_map=label_map, device=device, encoder=model)
-    session = Session(volume, EmbeddingCache(model, disk_dir=cache_dir),
+                                    label_map=label_map, device=device, embeddings=cache)
+    session = Session(volume, cache,
                       detector=found_detector, reference=reference,
                       log=InteractionLog(log, participant=participant) if log else None, index=slice_index)
     console.print(f"[bold]LIMIS chat[/] on {image.name}: {session.state.plane} slice {session.state.index}. "

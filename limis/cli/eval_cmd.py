@@ -29,6 +29,8 @@ def accuracy(
     turns: int = typer.Option(5, "--turns", help="Simulated-user turns for --mode interactive."),
     device: str = typer.Option("cpu", "--device"),
     cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE"),
+    absent: list[str] = typer.Option(None, "--absent", help="Text mode: also ask these where the reference lacks them "
+                                     "(absent.csv: any mask is a false positive), e.g. --absent brain."),
 ) -> None:
     """Per case x structure Dice/IoU/NSD/HD95/volume error, summary with bootstrap CIs, plots, provenance."""
     from limis.detect.registry import build_detector
@@ -40,10 +42,10 @@ def accuracy(
     model = build_segmenter(segmenter, weights, device)
     factory = None
     if mode == "text":
-        factory = lambda volume: build_detector(detector, volume=volume, weights=detector_weights, device=device,  # noqa: E731
-                                                  encoder=model)
+        factory = lambda volume, cache: build_detector(detector, volume=volume, weights=detector_weights,  # noqa: E731
+                                                         device=device, embeddings=cache)
     summary = run_accuracy(manifest, split, mode, structures or None, out, model, factory, tolerance_mm, turns,
-                           cache_dir=cache_dir)
+                           cache_dir=cache_dir, absent=list(absent or []))
     console.print((out / mode / "summary.md").read_text() if summary else "no rows (nothing to evaluate).")
     console.print(f"wrote {out / mode}")
 
@@ -106,17 +108,18 @@ def grounding(
     from limis.detect.box_prior import BoxPriorDetector
     from limis.detect.lite_grounding import LiteGroundingDetector
     from limis.detect.oracle import OracleDetector
+    from limis.detect.registry import load_lite_grounding
     from limis.eval.datasets import load_manifest
     from limis.eval.grounding import run_grounding_eval
     from limis.segment.builders import build_litemedsam
     from limis.train.samples import manifest_samples
 
     model = build_litemedsam(device=device)
-    learned = LiteGroundingDetector.from_file(detector_weights, device=device, encoder=model)
+    learned = load_lite_grounding(detector_weights)
     prior = BoxPriorDetector.fit(manifest_samples(load_manifest(prior_dataset), "train")) if prior_dataset else None
 
-    def detectors(volume, labels, names) -> dict:
-        chosen = {"lite-grounding": learned}
+    def detectors(volume, labels, names, cache) -> dict:
+        chosen = {"lite-grounding": LiteGroundingDetector(learned, cache)}
         if prior is not None:
             chosen["box-prior"] = prior
         chosen["ground-truth box"] = OracleDetector(labels, names)
@@ -125,3 +128,30 @@ def grounding(
     run_grounding_eval(load_manifest(dataset), split, structures, out, detectors, model, cache_dir,
                        say=lambda text: console.print(text, highlight=False))
     console.print((out / "summary.md").read_text())
+
+
+@eval_app.command("compare", epilog="Example (4-fold cross-validation): limis eval compare --text runs/cv/btcv_fold0/text "
+                  "--text runs/cv/btcv_fold1/text ... --box runs/cv/btcv_box/oracle-box --out runs/cv/btcv.md")
+def compare(
+    text: list[Path] = typer.Option(..., "--text", help="Text-mode folders of `eval accuracy` (one per fold)."),
+    box: list[Path] = typer.Option(..., "--box", help="oracle-box folders of `eval accuracy` on the same cases."),
+    target: list[str] = typer.Option(None, "--target", help="STRUCTURE=RATIO, e.g. liver=0.90 (marks met/missed)."),
+    out: Path = typer.Option(None, "--out", help="Write the markdown table here too."),
+) -> None:
+    """Pool folds: text-mode Dice vs ground-truth-box Dice per structure, with the ratio and its paired bootstrap CI."""
+    from limis.errors import LimisError
+    from limis.eval.crossval import absent_table, compare_modes, comparison_table
+
+    goals = {}
+    for item in target or []:
+        name, _, value = item.partition("=")
+        try:
+            goals[name.strip()] = float(value)
+        except ValueError as error:
+            raise LimisError(f"--target {item!r}: give STRUCTURE=RATIO, e.g. liver=0.90.") from error
+    table = comparison_table(compare_modes(text, box), goals) + "\n\n" + absent_table(text)
+    console.print(table, highlight=False)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(table + "\n")
+        console.print(f"wrote {out}")

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from limis.cli.app import app, console
+from limis.cli.app import app, console, modality_line
 
 EPILOG = (
     "Examples:\n\n"
@@ -48,6 +48,8 @@ def segment(
     window: str = typer.Option(None, "--window", help="CT window preset: abdomen, lung, bone, brain."),
     all_components: bool = typer.Option(False, "--all-components", help="Keep every connected piece, not only the largest."),
     view: str = typer.Option("radiological", "--view", help="Screen convention of a 2D PNG/JPEG input."),
+    modality: str = typer.Option(None, "--modality", help="CT | MR | XR | OT: overrides the guess from intensities "
+                                 "(a CT clipped to [-125, 275] HU has no air and is guessed MR)."),
     cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE",
                                    help="Keep slice embeddings here so later runs on the same image skip encoding."),
     as_json: bool = typer.Option(False, "--json", help="Print the result table as JSON."),
@@ -61,11 +63,14 @@ def segment(
     from limis.segment.cache import EmbeddingCache
 
     structures = resolve_prompts(prompts)
-    volume = load_image(image, view=view)
+    volume = load_image(image, view=view, modality=modality)
+    if not as_json:
+        console.print(modality_line(volume), highlight=False)
     model = build_segmenter(segmenter, weights, device)
+    cache = EmbeddingCache(model, disk_dir=cache_dir)
     found_detector = build_detector(detector, volume=volume, weights=detector_weights, labels=labels,
-                                    label_map=label_map, device=device, encoder=model)
-    pipeline = GroundedPipeline(found_detector, EmbeddingCache(model, disk_dir=cache_dir))
+                                    label_map=label_map, device=device, embeddings=cache)
+    pipeline = GroundedPipeline(found_detector, cache)
     options = SegmentOptions(plane=Plane(plane), window=window, largest_component=not all_components)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} slices"),
                   TimeElapsedColumn(), console=console, transient=True, disable=as_json) as bar:

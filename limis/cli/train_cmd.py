@@ -61,28 +61,37 @@ def grounding_dino(
 
 @train_app.command(
     "lite-grounding",
-    epilog="Example (the shipped head): limis train lite-grounding --manifest evaluation/datasets/grounding_train.yaml "
-    "--out runs/lite_grounding --cache-dir runs/lite_grounding_views --install",
+    epilog="Example (the shipped head): limis train lite-grounding "
+    "--data evaluation/datasets/btcv_abdomen_ct.yaml:fold0,fold1,fold2,fold3 "
+    "--data evaluation/datasets/chaos_t2_mr.yaml:fold0,fold1,fold2,fold3 "
+    "--data evaluation/datasets/grounding_train.yaml:train --out runs/lite_grounding --cache-dir runs/embeddings --install",
 )
 def lite_grounding(
-    manifest: Path = typer.Option(..., "--manifest", help="Dataset manifest with a patient-level train split."),
+    data: list[str] = typer.Option(..., "--data", help="MANIFEST[:SPLITS], repeatable: e.g. btcv.yaml:fold1,fold2 (default split: train)."),
     out: Path = typer.Option(..., "--out", help="Run folder (run.json, metrics.csv, curves.png, the head)."),
-    split: str = typer.Option("train", "--split"),
-    views: int = typer.Option(6, "--views", help="Encoded views per slice: 1 as displayed + augmented ones (3+: contrast, 6+: lumen contents)."),
-    steps: int = typer.Option(1500, "--steps"),
+    steps: int = typer.Option(3000, "--steps"),
     batch_size: int = typer.Option(8, "--batch-size"),
-    lr: float = typer.Option(2e-3, "--lr"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    zoom: float = typer.Option(0.15, "--zoom", help="Feature-space scale jitter (0 = off)."),
     seed: int = typer.Option(0, "--seed"),
-    slice_step: int = typer.Option(1, "--slice-step", help="Use every n-th labelled slice (quick runs)."),
-    cache_dir: Path = typer.Option(None, "--cache-dir", help="Keep encoded views here; reruns skip the encoder."),
+    slice_step: int = typer.Option(1, "--slice-step", help="Use every n-th slice (quick runs)."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE",
+                                   help="Slice embeddings (the segmenter's own); reruns and evaluations skip the encoder."),
     install: bool = typer.Option(False, "--install", help="Also overwrite the head shipped in the package."),
+    cv_folds: str = typer.Option(None, "--cv-folds", help="e.g. fold0,fold1,fold2,fold3: one head per fold, trained "
+                                 "without that fold's patients, in OUT/<fold>/ with held-out slice scores."),
 ) -> None:
     """Train the lite-grounding head on frozen LiteMedSAM embeddings (CPU is enough)."""
     from limis.detect.lite_grounding import default_weights
-    from limis.train.lite_grounding import LiteGroundingTrainConfig, train_lite_grounding, write_model_card
+    from limis.train.lite_grounding import LiteGroundingTrainConfig, cross_validate, train_lite_grounding, write_model_card
 
-    config = LiteGroundingTrainConfig(manifest=str(manifest), split=split, views=views, steps=steps,
-                                      batch_size=batch_size, lr=lr, seed=seed, slice_step=slice_step)
+    config = LiteGroundingTrainConfig(data=tuple(data), steps=steps, batch_size=batch_size, lr=lr, zoom=zoom, seed=seed,
+                                      slice_step=slice_step)
+    if cv_folds:
+        for path in cross_validate(config, [f.strip() for f in cv_folds.split(",")], out, cache_dir,
+                                   say=lambda line: console.print(line, highlight=False)):
+            console.print(f"wrote {path}")
+        return
     model, run = train_lite_grounding(config, out, cache_dir, say=lambda line: console.print(line, highlight=False))
     targets = [out / "lite_grounding.safetensors"] + ([default_weights()] if install else [])
     for path in targets:

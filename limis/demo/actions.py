@@ -40,7 +40,7 @@ def load_upload(shared: Shared, state: DemoState, files: list[str] | None, view:
             shutil.rmtree(image_path, ignore_errors=True)
     reference = _reference(volume, Path(labels), Path(label_map)) if labels and label_map else None
     note = ("detector: oracle from the uploaded reference labels" if reference
-            else "detector: lite-grounding (text -> box)" if shared.detector is not None else NO_DETECTOR)
+            else "detector: lite-grounding (text -> box)" if shared.grounding is not None else NO_DETECTOR)
     case = safe_stem(paths[0]) if len(paths) == 1 else "dicom_series"
     open_case(shared, state, volume, reference, case, note)
     return _loaded_note(state, paths[0].name if len(paths) == 1 else f"{len(paths)} DICOM files")

@@ -104,20 +104,20 @@ def _shared(config: DemoConfig, segmenter: Segmenter | None) -> Shared:
         example=make_phantom(root / "example"),
         tasks=load_tasks(config.task_file),
         transcriber=Transcriber(config.asr_model, config.device) if config.asr_model else None,
-        detector=_text_detector(model, config.device),
+        grounding=_text_model(model),
     )
 
 
-def _text_detector(segmenter, device: str):
-    """The shipped lite-grounding detector (sharing a LiteMedSAM encoder), or None: users then draw boxes."""
-    from limis.detect.lite_grounding import LiteGroundingDetector
+def _text_model(segmenter):
+    """The shipped lite-grounding model when the segmenter is its LiteMedSAM, or None: users then draw boxes."""
+    from limis.detect.lite_grounding import LiteGroundingModel, check_encoder
 
-    if getattr(segmenter, "name", None) != "litemedsam":
-        return None
     try:
-        return LiteGroundingDetector.from_file(device=device, encoder=segmenter)
+        model = LiteGroundingModel.load()
+        check_encoder(model, segmenter)
     except LimisError:
         return None
+    return model
 
 
 def segmenter_label(segmenter: Segmenter) -> str:

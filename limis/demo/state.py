@@ -19,6 +19,7 @@ from limis.demo.asr import Transcriber
 from limis.demo.config import DemoConfig
 from limis.demo.render import Layer, Picture, legend_html, render_view
 from limis.demo.study import Task
+from limis.detect.lite_grounding import LiteGroundingDetector, LiteGroundingModel
 from limis.detect.oracle import OracleDetector
 from limis.errors import LimisError
 from limis.imaging.display import Plane, display_slice, render_rgb, slice_count
@@ -41,7 +42,7 @@ class Shared:
     example: dict[str, Path]
     tasks: tuple[Task, ...]
     transcriber: Transcriber | None = None
-    detector: object | None = None  # text -> box model for images without a reference (state-free)
+    grounding: LiteGroundingModel | None = None  # read-only text -> box model; each session binds it to its own cache
 
 
 @dataclass
@@ -87,7 +88,8 @@ def open_case(shared: Shared, state: DemoState, volume: Volume, reference: tuple
     """Start a new Session on a loaded volume: the oracle detector when a reference is given, else the shared one."""
     cache = EmbeddingCache(shared.segmenter, max_bytes=shared.config.session_cache_mb * 2**20,
                            disk_dir=shared.config.embedding_cache_dir)
-    detector = OracleDetector(*reference) if reference is not None else shared.detector
+    detector = (OracleDetector(*reference) if reference is not None
+                else LiteGroundingDetector(shared.grounding, cache) if shared.grounding is not None else None)
     state.session = Session(volume, cache, detector=detector, reference=reference, log=state.log)
     state.case, state.detector_note = case, detector_note
     state.chat, state.pending = [], None

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from limis.detect.base import Box, Detection, SliceImage
-from limis.detect.canvas import body_extent
+from limis.detect.body import body_extent
 from limis.train.samples import SliceSample
 
 

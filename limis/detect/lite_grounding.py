@@ -1,23 +1,26 @@
-"""lite-grounding: text -> boxes from a small head on the FROZEN LiteMedSAM image encoder.
+"""lite-grounding: text -> boxes from a small head on the segmenter's own frozen LiteMedSAM embedding.
 
-The slice is put on a physical-size canvas (3 mm pixels, body centred; see `canvas.py`) and
-encoded by LiteMedSAM's TinyViT. A small convolutional head turns the (256, 64, 64) embedding
-plus body-relative coordinates into per-pixel features; a structure's MiniLM text embedding
-becomes a query whose dot product with those features is a coarse heatmap. Connected regions of
-the heatmap give boxes; their peak probability is the score, so "not present" is a low peak.
+The head reads the embedding LiteMedSAM computes to segment the slice (the displayed, windowed
+slice with its longest side resized to 256, padded; (256, 64, 64) features), so one encode per
+slice serves detection and segmentation, and an on-disk `EmbeddingCache` helps both. That input
+keeps the scan's field of view (1-2 mm per input pixel on abdominal scans), so the head also
+gets each cell's physical position (mm from the trunk centre), its trunk-relative position and
+whether it lies on the image or on the padding. A structure's MiniLM text embedding becomes a
+query; a softmax over background and every known concept gives each cell's probability. Regions
+of the heatmap give boxes scored by their peak, so "not present" is a low peak.
 
-Paired structures are learned side-free ("kidney"): the pipeline picks the patient's side
-from image geometry, never from where a side sat on the training screens.
+Paired structures are learned side-free ("kidney"): the pipeline picks the patient's side from
+image geometry, never from where a side sat on the training screens.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -26,12 +29,17 @@ from scipy import ndimage
 from torch import nn
 
 from limis.detect.base import Detection, SliceImage
-from limis.detect.canvas import CANVAS_MM, CANVAS_SIZE, CanvasMap, estimated_pixel_mm, make_canvas
+from limis.detect.body import body_extent, estimated_pixel_mm
 from limis.errors import LimisError, WeightsNotFoundError
 
 WEIGHTS_FILE = "lite_grounding.safetensors"
+FORMAT = "native-embedding-v2"  # head files of the earlier 3 mm canvas design are refused
+INPUT_SIZE = 256  # LiteMedSAM input side
 GRID = 64  # LiteMedSAM embedding side
+CELL = INPUT_SIZE // GRID
 TEXT_DIM = 384  # MiniLM-L6 sentence embedding
+COORD_CHANNELS = 5
+COORD_MM = 200.0  # physical coordinates are given in units of 200 mm
 
 
 def default_weights() -> Path:
@@ -51,19 +59,51 @@ def concept_text(concept: str) -> str:
     return concept.replace("_", " ")
 
 
-def coordinate_channels(body: tuple[float, float, float, float], size: int = CANVAS_SIZE, grid: int = GRID) -> torch.Tensor:
-    """(4, grid, grid): canvas position of each cell (mm from the body centre / 384 mm) and body-relative position."""
-    centres = (torch.arange(grid, dtype=torch.float32) + 0.5) * (size / grid) - 0.5
-    rows, cols = torch.meshgrid(centres, centres, indexing="ij")
-    half = (size - 1) / 2.0
-    r0, c0, r1, c1 = body
-    body_rows = (rows - (r0 + r1) / 2.0) / max((r1 - r0) / 2.0, 1.0)
-    body_cols = (cols - (c0 + c1) / 2.0) / max((c1 - c0) / 2.0, 1.0)
-    return torch.stack([(rows - half) / half, (cols - half) / half, body_rows.clamp(-2, 2), body_cols.clamp(-2, 2)])
+def input_size(shape: tuple[int, int]) -> tuple[int, int]:
+    """(rows, cols) of a displayed slice after LiteMedSAM's longest-side resize to 256."""
+    scale = INPUT_SIZE / max(shape)
+    return max(1, int(round(shape[0] * scale))), max(1, int(round(shape[1] * scale)))
+
+
+def slice_pixel_mm(image: SliceImage) -> tuple[float, float]:
+    """The displayed slice's (row, col) pixel size, or an estimate from the trunk width when the picture carried none."""
+    return image.geometry.pixel_spacing_mm if image.spacing_known else estimated_pixel_mm(image.pixels)
+
+
+def coordinate_channels(pixels: np.ndarray, pixel_mm: tuple[float, float]) -> torch.Tensor:
+    """(5, 64, 64) per embedding cell: mm from the trunk centre (rows, cols; / 200 mm), trunk-relative
+    position (rows, cols; -1..1 across the trunk, clamped to +-2), and 1 on the image / 0 on the padding.
+
+    `pixels` is the windowed displayed slice (rows, cols); `pixel_mm` its (row, col) spacing.
+    """
+    rows, cols = pixels.shape
+    in_rows, in_cols = input_size((rows, cols))
+    centres = (torch.arange(GRID, dtype=torch.float64) + 0.5) * CELL - 0.5  # input-pixel centres of the cells
+    # LiteMedSAM resizes with align_corners=False: input pixel u sits at display (u + 0.5) / scale - 0.5
+    display_r = (centres + 0.5) * (rows / in_rows) - 0.5
+    display_c = (centres + 0.5) * (cols / in_cols) - 0.5
+    r, c = torch.meshgrid(display_r, display_c, indexing="ij")
+    r0, c0, r1, c1 = body_extent(pixels)
+    mid_r, mid_c = (r0 + r1) / 2.0, (c0 + c1) / 2.0
+    inside = ((centres[:, None] < in_rows) & (centres[None, :] < in_cols)).double()
+    return torch.stack([
+        (r - mid_r) * pixel_mm[0] / COORD_MM,
+        (c - mid_c) * pixel_mm[1] / COORD_MM,
+        ((r - mid_r) / max((r1 - r0) / 2.0, 1.0)).clamp(-2, 2),
+        ((c - mid_c) / max((c1 - c0) / 2.0, 1.0)).clamp(-2, 2),
+        inside,
+    ]).float()
+
+
+def heat_on_display(grid_probs: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """(C, 64, 64) cell probabilities -> (C, rows, cols) on the displayed slice (bilinear; padding dropped)."""
+    in_rows, in_cols = input_size(shape)
+    up = F.interpolate(grid_probs[None], size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+    return F.interpolate(up[..., :in_rows, :in_cols], size=shape, mode="bilinear", align_corners=False)[0]
 
 
 class GroundingHead(nn.Module):
-    """(B, 256, 64, 64) embeddings + (B, 4, 64, 64) coordinates + (C, 384) text -> (B, 1 + C, 64, 64) logits.
+    """(B, 256, 64, 64) embeddings + (B, 5, 64, 64) coordinates + (C, 384) text -> (B, 1 + C, 64, 64) logits.
 
     Channel 0 is background; a softmax over channels gives each cell's probability of lying in
     each asked concept (labelmaps are exclusive, so concepts compete for a cell).
@@ -72,7 +112,7 @@ class GroundingHead(nn.Module):
     def __init__(self, embed_dim: int = 256, text_dim: int = TEXT_DIM, width: int = 96) -> None:
         super().__init__()
         self.width = width
-        self.reduce = nn.Sequential(nn.Conv2d(embed_dim + 4, width, 1), nn.GroupNorm(8, width), nn.GELU())
+        self.reduce = nn.Sequential(nn.Conv2d(embed_dim + COORD_CHANNELS, width, 1), nn.GroupNorm(8, width), nn.GELU())
         self.local = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.GroupNorm(8, width), nn.GELU())
         self.context = nn.Sequential(  # 32 x 32 with dilations: sees most of the body from every cell
             nn.Conv2d(width, width, 3, stride=2, padding=1), nn.GroupNorm(8, width), nn.GELU(),
@@ -98,33 +138,48 @@ class GroundingHead(nn.Module):
 
 @dataclass(frozen=True)
 class HeadConfig:
+    """Architecture width and the thresholds that turn heatmaps into boxes.
+
+    `presence_thresholds` holds per-concept peak thresholds chosen on held-out patients (see the
+    model card); concepts without one use `presence_threshold`.
+    """
+
     width: int = 96
-    canvas_mm: float = CANVAS_MM
     region_threshold: float = 0.35  # heatmap probability that outlines a region (cells half covered sit near 0.5)
     presence_threshold: float = 0.5  # a region counts only if its peak probability reaches this
     min_region_mm2: float = 100.0  # smaller regions are noise
+    presence_thresholds: dict[str, float] = field(default_factory=dict)
+
+    def presence(self, concept: str) -> float:
+        return self.presence_thresholds.get(concept, self.presence_threshold)
 
 
 class LiteGroundingModel:
-    """The trained head with its text-embedding table and the encoder it was trained on."""
+    """The trained head with its text-embedding table and the encoder it was trained on; read-only after load."""
 
     def __init__(self, head: GroundingHead, text_table: dict[str, torch.Tensor], config: HeadConfig,
                  metadata: dict, weights_path: str | None = None) -> None:
         self.head = head.eval()
-        self.text_table = text_table
+        self.text_table = dict(text_table)
         self.config = config
         self.metadata = metadata
         self.weights_path = weights_path
 
+    @property
+    def concepts(self) -> list[str]:
+        """Every concept the head was trained on; they all compete for each cell at inference."""
+        return list(self.metadata.get("concepts", []))
+
     def text(self, concepts: Sequence[str]) -> torch.Tensor:
-        """(C, 384) embeddings; concepts outside the stored table are encoded with MiniLM."""
+        """(C, 384) embeddings; concepts outside the stored table are encoded with MiniLM (not stored)."""
         missing = [c for c in concepts if c not in self.text_table]
+        extra: dict[str, torch.Tensor] = {}
         if missing:
             from limis.text.matcher import shared_matcher
 
             vectors = shared_matcher().encoder.encode([concept_text(c) for c in missing])
-            self.text_table.update({c: torch.as_tensor(v) for c, v in zip(missing, vectors)})
-        return torch.stack([self.text_table[c] for c in concepts])
+            extra = {c: torch.as_tensor(v) for c, v in zip(missing, vectors)}
+        return torch.stack([self.text_table[c] if c in self.text_table else extra[c] for c in concepts])
 
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file
@@ -134,7 +189,7 @@ class LiteGroundingModel:
         tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
         concepts = sorted(self.text_table)
         tensors["text_table"] = torch.stack([self.text_table[c] for c in concepts]).contiguous()
-        meta = {"config": json.dumps(self.config.__dict__), "concepts": json.dumps(concepts),
+        meta = {"format": FORMAT, "config": json.dumps(self.config.__dict__), "concepts": json.dumps(concepts),
                 "metadata": json.dumps(self.metadata)}
         save_file(tensors, str(path), metadata=meta)
         return path
@@ -155,9 +210,12 @@ class LiteGroundingModel:
                 tensors = {k: handle.get_tensor(k) for k in handle.keys()}
             config = HeadConfig(**json.loads(meta["config"]))
             concepts = json.loads(meta["concepts"])
-        except (SafetensorError, KeyError, json.JSONDecodeError, OSError) as error:
+        except (SafetensorError, KeyError, TypeError, json.JSONDecodeError, OSError) as error:
             raise LimisError(f"{path} is not a lite-grounding head file ({type(error).__name__}); "
                              "give a file written by `limis train lite-grounding`.") from error
+        if meta.get("format") != FORMAT:
+            raise LimisError(f"{path}: a lite-grounding head of an older format ({meta.get('format', '3 mm canvas')}); "
+                             "retrain it with `limis train lite-grounding`.")
         head = GroundingHead(width=config.width)
         state = {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}
         try:
@@ -168,91 +226,88 @@ class LiteGroundingModel:
         return cls(head, table, config, json.loads(meta.get("metadata", "{}")), str(path))
 
 
-def _pixel_mm(image: SliceImage) -> tuple[float, float]:
-    """The slice's pixel size, or an estimate from the trunk width when the picture carried none."""
-    return image.geometry.pixel_spacing_mm if image.spacing_known else estimated_pixel_mm(image.pixels)
+class SliceEmbeddings(Protocol):
+    """What the detector needs from an embedding cache: LiteMedSAM embeddings of displayed slices."""
+
+    segmenter: Any  # has `name` and `weights_path`
+
+    def get_many(self, images: Sequence[SliceImage]) -> list[Any]:
+        """One embedding per image; `.features` is a (1, 256, 64, 64) tensor."""
+        ...
+
+
+@lru_cache(maxsize=8)
+def _sha256(path: str) -> str:
+    from limis.weights import sha256_of
+
+    return sha256_of(path)
+
+
+def check_encoder(model: LiteGroundingModel, segmenter: Any) -> None:
+    """Refuse embeddings from anything but the LiteMedSAM weights the head was trained on."""
+    if getattr(segmenter, "name", None) != "litemedsam":
+        raise LimisError(f"lite-grounding reads LiteMedSAM embeddings, not {getattr(segmenter, 'name', segmenter)!r}.")
+    expected = model.metadata.get("encoder_sha256")
+    weights = getattr(segmenter, "weights_path", None)
+    if expected and weights and _sha256(str(weights)) != expected:
+        raise LimisError(f"the lite-grounding head {model.weights_path} was trained on another LiteMedSAM encoder; "
+                         "use the shipped lite_medsam.pth or retrain the head.")
 
 
 class LiteGroundingDetector:
-    """Detector backend: canvases -> frozen LiteMedSAM embeddings -> head -> boxes on the displayed slice."""
+    """Detector backend: a shared read-only model bound to one caller's embedding cache.
+
+    Cheap to create: the demo makes one per browser session over that session's cache, so
+    sessions share the model but never state.
+    """
 
     name = "lite-grounding"
     understands_laterality = False
-    coarse_boxes = True  # boxes come from a 12 mm heatmap: the pipeline tightens them with the segmenter
+    coarse_boxes = True  # boxes come from a 4-pixel-cell heatmap: the pipeline tightens them with the segmenter
 
-    def __init__(self, model: LiteGroundingModel, encoder, cached_slices: int = 256) -> None:
+    def __init__(self, model: LiteGroundingModel, embeddings: SliceEmbeddings) -> None:
+        check_encoder(model, embeddings.segmenter)
         self.model = model
-        self.encoder = encoder
-        self.cached_slices = cached_slices
-        self._embedded: OrderedDict[tuple, tuple[torch.Tensor, CanvasMap]] = OrderedDict()
-
-    @classmethod
-    def from_file(cls, path: str | Path | None = None, device: str = "cpu", encoder=None) -> "LiteGroundingDetector":
-        """Load a head and the LiteMedSAM encoder it was trained on (checked by SHA-256 when recorded)."""
-        from limis.segment.builders import build_litemedsam
-        from limis.weights import sha256_of
-
-        model = LiteGroundingModel.load(path)
-        encoder = encoder or build_litemedsam(device=device)
-        expected = model.metadata.get("encoder_sha256")
-        if expected and encoder.weights_path and sha256_of(encoder.weights_path) != expected:
-            raise LimisError(f"the lite-grounding head {model.weights_path} was trained on another LiteMedSAM encoder; "
-                             "use the shipped lite_medsam.pth or retrain the head.")
-        return cls(model, encoder)
+        self.embeddings = embeddings
 
     def detect(self, image: SliceImage, structures: Sequence[str]) -> list[Detection]:
         return self.detect_batch([image], structures)[0]
 
-    def heatmaps(self, images: Sequence[SliceImage], concepts: Sequence[str]) -> tuple[np.ndarray, list[CanvasMap]]:
-        """(N, C, 256, 256) canvas probabilities and each image's canvas map."""
-        encoded = [self._encode(image) for image in images]
-        embeddings = torch.cat([features for features, _ in encoded])
-        maps = [mapping for _, mapping in encoded]
-        coords = torch.stack([coordinate_channels(m.body) for m in maps])
-        # every concept the head knows competes for each cell, not only the asked ones
-        known = list(dict.fromkeys(list(concepts) + self.model.metadata.get("concepts", [])))
+    def grid_probabilities(self, images: Sequence[SliceImage], concepts: Sequence[str]) -> torch.Tensor:
+        """(N, C, 64, 64) probabilities of the asked concepts, every known concept competing."""
+        embeddings = torch.cat([e.features.float().cpu() for e in self.embeddings.get_many(list(images))])
+        coords = torch.stack([coordinate_channels(im.pixels, slice_pixel_mm(im)) for im in images])
+        known = list(dict.fromkeys(list(concepts) + self.model.concepts))
         with torch.inference_mode():
             probs = torch.softmax(self.model.head(embeddings, coords, self.model.text(known)), dim=1)
-            probs = F.interpolate(probs[:, 1 : 1 + len(concepts)], size=(CANVAS_SIZE, CANVAS_SIZE), mode="bilinear",
-                                  align_corners=False)
-        return probs.numpy(), list(maps)
-
-    def _encode(self, image: SliceImage) -> tuple[torch.Tensor, CanvasMap]:
-        """(1, 256, 64, 64) canvas embedding of a slice, remembered for the last `cached_slices` slices."""
-        if image.key in self._embedded:
-            self._embedded.move_to_end(image.key)
-            return self._embedded[image.key]
-        canvas, mapping = make_canvas(image.pixels, _pixel_mm(image), self.model.config.canvas_mm)
-        found = (self.encoder.embed([canvas])[0].features.float().cpu(), mapping)
-        self._embedded[image.key] = found
-        while len(self._embedded) > self.cached_slices:
-            self._embedded.popitem(last=False)
-        return found
+        return probs[:, 1 : 1 + len(concepts)]
 
     def detect_batch(self, images: Sequence[SliceImage], structures: Sequence[str]) -> list[list[Detection]]:
         if not images or not structures:
             return [[] for _ in images]
         concepts = [concept_of(s) for s in structures]
-        probs, maps = self.heatmaps(images, concepts)
+        probs = self.grid_probabilities(images, concepts)
         found = []
-        for image, prob, mapping in zip(images, probs, maps):
+        for image, grid in zip(images, probs):
+            heat = heat_on_display(grid, image.pixels.shape).numpy()
             detections = []
-            for structure, heat in zip(structures, prob):
-                detections.extend(self._regions(structure, heat, mapping, image.pixels.shape))
+            for structure, concept, plane in zip(structures, concepts, heat):
+                detections.extend(self._regions(structure, concept, plane, slice_pixel_mm(image)))
             found.append(sorted(detections, key=lambda d: -d.score))
         return found
 
-    def _regions(self, structure: str, heat: np.ndarray, mapping: CanvasMap, shape: tuple[int, int]) -> list[Detection]:
+    def _regions(self, structure: str, concept: str, heat: np.ndarray, pixel_mm: tuple[float, float]) -> list[Detection]:
         """One detection per connected region above threshold, scored by its peak probability."""
         config = self.model.config
         labelled, count = ndimage.label(heat > config.region_threshold)
-        min_pixels = config.min_region_mm2 / mapping.mm_per_pixel**2
+        min_pixels = config.min_region_mm2 / (pixel_mm[0] * pixel_mm[1])
         detections = []
         for region in range(1, count + 1):
             rr, cc = np.nonzero(labelled == region)
-            if rr.size < min_pixels or heat[rr, cc].max() < config.presence_threshold:
+            peak = float(heat[rr, cc].max())
+            if rr.size < min_pixels or peak < config.presence(concept):
                 continue
-            box = mapping.box_to_display((float(cc.min()), float(rr.min()), float(cc.max()), float(rr.max())), shape)
+            box = (float(cc.min()), float(rr.min()), float(cc.max()), float(rr.max()))
             if box[2] > box[0] and box[3] > box[1]:
-                detections.append(Detection(structure, box, float(heat[rr, cc].max()), concept_text(concept_of(structure))))
+                detections.append(Detection(structure, box, peak, concept_text(concept)))
         return detections

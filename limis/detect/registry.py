@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 from limis.errors import LimisError
@@ -51,20 +52,22 @@ def build_detector(
     labels: str | Path | None = None,
     label_map: str | Path | None = None,
     device: str = "cpu",
-    encoder=None,
+    embeddings=None,
 ):
     """Build a detector for one image; the oracle needs the reference labels and their names.
 
     `auto` is Grounding DINO when its weights are given or cached locally, else the shipped
-    lite-grounding head. `encoder` (a LiteMedSAM segmenter) is shared with lite-grounding.
+    lite-grounding head. `embeddings` is the caller's `EmbeddingCache`: lite-grounding reads the
+    segmenter's own embeddings from it when the segmenter is its LiteMedSAM, so each slice is
+    encoded once; with another segmenter it gets a LiteMedSAM cache of its own.
     """
     if name == "auto":
         name = _auto_choice(weights)
     if name == "lite-grounding":
         from limis.detect.lite_grounding import LiteGroundingDetector
 
-        shared = encoder if getattr(encoder, "name", None) == "litemedsam" else None
-        return LiteGroundingDetector.from_file(weights, device=device, encoder=shared)
+        model = load_lite_grounding(weights)
+        return LiteGroundingDetector(model, lite_grounding_embeddings(model, embeddings, device))
     if name == "oracle":
         if not labels or not label_map:
             raise LimisError("the oracle detector needs --labels REF.nii.gz and --label-map MAP.json.")
@@ -77,6 +80,30 @@ def build_detector(
 
         return GroundingDinoDetector.from_pretrained(weights or DEFAULT_MODEL, device=device)
     raise LimisError(f"unknown detector '{name}'; choose one of: {', '.join(DETECTORS)}.")
+
+
+@lru_cache(maxsize=4)
+def load_lite_grounding(weights: str | None = None):
+    """The lite-grounding model (read-only, shared by every detector built from it)."""
+    from limis.detect.lite_grounding import LiteGroundingModel
+
+    return LiteGroundingModel.load(weights)
+
+
+def lite_grounding_embeddings(model, embeddings, device: str):
+    """`embeddings` if its segmenter is the LiteMedSAM the head was trained on, else a LiteMedSAM cache of its own."""
+    from limis.detect.lite_grounding import check_encoder
+
+    if embeddings is not None:
+        try:
+            check_encoder(model, embeddings.segmenter)
+            return embeddings
+        except LimisError:
+            pass
+    from limis.segment.builders import build_litemedsam
+    from limis.segment.cache import EmbeddingCache
+
+    return EmbeddingCache(build_litemedsam(device=device), disk_dir=getattr(embeddings, "disk_dir", None))
 
 
 def _auto_choice(weights: str | None) -> str:

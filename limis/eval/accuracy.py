@@ -26,35 +26,49 @@ from limis.segment.cache import EmbeddingCache
 
 MODES = ("oracle-box", "text", "interactive")
 FIELDS = ["mode", "case", "patient", "structure", "dice", "iou", "nsd", "hd95_mm", "volume_pred_ml",
-          "volume_ref_ml", "volume_error_ml", "seconds"]
+          "volume_ref_ml", "volume_error_ml", "swapped", "seconds"]
+ABSENT_FIELDS = ["mode", "case", "patient", "structure", "found", "voxels", "volume_pred_ml", "score"]
 
 
 def run_accuracy(manifest: Manifest, split: str, mode: str, structures: list[str] | None, out_dir: Path,
                  segmenter, detector_factory: Callable | None = None, tolerance_mm: float = 2.0,
                  turns: int = 5, after_case: Callable[[str], None] | None = None,
-                 cache_dir: Path | None = None) -> dict:
-    """Evaluate one mode on one split; returns the summary (also written as summary.md)."""
+                 cache_dir: Path | None = None, absent: list[str] | None = None) -> dict:
+    """Evaluate one mode on one split; returns the summary (also written as summary.md).
+
+    In text mode, `absent` structures are also asked on every case whose reference lacks them;
+    each answer ("not found" is right) goes to absent.csv: the false-positive rate on absent prompts.
+    """
     if mode not in MODES:
         raise LimisError(f"unknown mode '{mode}'; choose one of: {', '.join(MODES)}.")
     if mode == "text" and detector_factory is None:
         raise LimisError("text mode needs a detector (--detector grounding-dino --detector-weights DIR).")
     out_dir = Path(out_dir) / mode
     config = {"dataset": str(manifest.path), "split": split, "mode": mode, "structures": structures,
-              "segmenter": getattr(segmenter, "name", "?"), "tolerance_mm": tolerance_mm, "turns": turns}
+              "segmenter": getattr(segmenter, "name", "?"), "tolerance_mm": tolerance_mm, "turns": turns,
+              "absent": absent or []}
     claim_run_folder(out_dir, config, (segmenter,))
     cases, part = process_share(manifest.split(split), out_dir / "results.csv")
     results = ResultsFile(part, FIELDS)
-    done = results.done()
+    absent_results = ResultsFile(part.with_name(part.name.replace("results", "absent")), ABSENT_FIELDS)
+    done = results.done() | absent_results.done()
     for case in cases:
         volume, labels, names = load_case(case, manifest)
         wanted = [s for s in present_structures(labels, names, structures) if (case.case_id, s) not in done]
-        if not wanted:
+        present = set(present_structures(labels, names, None))
+        missing = [s for s in (absent or []) if mode == "text" and s not in present and (case.case_id, s) not in done]
+        if not wanted and not missing:
             continue
         cache = EmbeddingCache(segmenter, disk_dir=cache_dir)
-        rows = _evaluate_case(mode, case, volume, labels, names, wanted, cache, detector_factory, tolerance_mm, turns)
-        results.append(rows)
+        if wanted:
+            results.append(_evaluate_case(mode, case, volume, labels, names, wanted, cache, detector_factory,
+                                          tolerance_mm, turns))
+        if missing:
+            absent_results.append(_absent_rows(case, volume, missing, detector_factory(volume, cache), cache))
         if after_case is not None:
             after_case(case.case_id)
+    if absent:
+        merge_parts(out_dir / "absent.csv")
     merged = merge_parts(out_dir / "results.csv")
     if merged is None:
         return {}
@@ -72,18 +86,42 @@ def _evaluate_case(mode, case, volume, labels, names, wanted, cache, detector_fa
     if mode == "interactive":
         predictions = _interactive_predictions(volume, labels, names, wanted, cache, turns)
     else:
-        detector = OracleDetector(labels, names) if mode == "oracle-box" else detector_factory(volume)
+        detector = OracleDetector(labels, names) if mode == "oracle-box" else detector_factory(volume, cache)
         result = GroundedPipeline(detector, cache).segment(volume, wanted)
         predictions = {r.structure: result.labelmap == r.label_id for r in result.results}
     seconds = (time.perf_counter() - started) / max(1, len(wanted))
     rows = []
     for structure in wanted:
         metrics = mask_metrics(predictions[structure], np.isin(labels, ids[structure]), volume.spacing, tolerance_mm)
+        swapped = side_swapped(predictions[structure], labels, names, structure)
         rows.append({"mode": mode, "case": case.case_id, "patient": case.patient, "structure": structure,
                      "dice": metrics.dice, "iou": metrics.iou, "nsd": metrics.nsd, "hd95_mm": metrics.hd95_mm,
                      "volume_pred_ml": metrics.volume_pred_ml, "volume_ref_ml": metrics.volume_ref_ml,
-                     "volume_error_ml": metrics.volume_error_ml, "seconds": round(seconds, 3)})
+                     "volume_error_ml": metrics.volume_error_ml, "swapped": swapped, "seconds": round(seconds, 3)})
     return rows
+
+
+def _absent_rows(case, volume, structures, detector, cache) -> list[dict]:
+    """Text-mode answers for structures the reference does not contain (any mask is a false positive)."""
+    from limis.pipeline.grounded import GroundedPipeline
+
+    result = GroundedPipeline(detector, cache).segment(volume, structures)
+    return [{"mode": "text", "case": case.case_id, "patient": case.patient, "structure": r.structure,
+             "found": int(r.found), "voxels": r.voxels, "volume_pred_ml": round(r.volume_ml, 3), "score": round(r.score, 3)}
+            for r in result.results]
+
+
+def side_swapped(prediction: np.ndarray, labels: np.ndarray, names: dict[int, str], structure: str) -> str:
+    """"1" if a lateral structure's mask overlaps the reference of the patient's other side more than its own,
+    "0" if not, "" for unpaired structures or when the other side has no reference."""
+    from limis.vocab import other_side
+
+    other = other_side(structure)
+    other_ids = [i for i, n in names.items() if n == other]
+    if other is None or not other_ids:
+        return ""
+    own = int((prediction & np.isin(labels, [i for i, n in names.items() if n == structure])).sum())
+    return "1" if int((prediction & np.isin(labels, other_ids)).sum()) > own else "0"
 
 
 def _interactive_predictions(volume, labels, names, wanted, cache, turns):

@@ -7,12 +7,19 @@ import numpy as np
 from limis.eval.datasets import Case, Manifest
 from limis.imaging import load_image
 from limis.imaging.align import load_labelmap_on
+from limis.imaging.readers import override_modality
 from limis.imaging.volume import Volume
 
 
 def load_case(case: Case, manifest: Manifest) -> tuple[Volume, np.ndarray, dict[int, str]]:
-    """The image, its reference labelmap (canonical, int32) and id -> canonical name."""
+    """The image, its reference labelmap (canonical, int32) and id -> canonical name.
+
+    The manifest's `modality` replaces an intensity-based guess (NIfTI); modalities read from a
+    DICOM header and 2D pictures keep theirs.
+    """
     volume = load_image(case.image, view=case.view)
+    if manifest.modality and volume.metadata.get("modality_guessed"):
+        volume = override_modality(volume, manifest.modality)
     if case.labels is not None:
         return volume, load_labelmap_on(volume, case.labels), dict(manifest.label_names)
     from PIL import Image

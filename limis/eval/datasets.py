@@ -46,11 +46,13 @@ class Manifest:
     cases: tuple[Case, ...]
 
     def split(self, name: str) -> list[Case]:
-        chosen = [c for c in self.cases if c.split == name]
-        if not chosen:
-            splits = sorted({c.split for c in self.cases})
-            raise LimisError(f"{self.path}: no case in split '{name}'; it has: {', '.join(splits)}.")
-        return chosen
+        """Cases of one split, or of several given as "fold0,fold1" (cross-validation)."""
+        wanted = [part.strip() for part in name.split(",") if part.strip()]
+        splits = sorted({c.split for c in self.cases})
+        unknown = [part for part in wanted if part not in splits]
+        if unknown or not wanted:
+            raise LimisError(f"{self.path}: no case in split '{', '.join(unknown) or name}'; it has: {', '.join(splits)}.")
+        return [c for c in self.cases if c.split in wanted]
 
 
 def load_manifest(path: str | Path) -> Manifest:

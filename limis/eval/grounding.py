@@ -109,7 +109,7 @@ def _slice_scores(case, structure, detector_name, best, truth, partner_truth) ->
 
 def run_grounding_eval(manifest, split: str, structures: Sequence[str], out_dir, detector_factory: Callable,
                        segmenter, cache_dir=None, say: Callable[[str], None] = print) -> list[GroundingRow]:
-    """Evaluate detectors from `detector_factory(volume, labels, names) -> {name: detector}` on a split.
+    """Evaluate detectors from `detector_factory(volume, labels, names, cache) -> {name: detector}` on a split.
 
     Writes grounding.csv and summary.md into `out_dir`; structures absent from a case are
     still asked (their right answer is "not present").
@@ -129,7 +129,7 @@ def run_grounding_eval(manifest, split: str, structures: Sequence[str], out_dir,
     for case in manifest.split(split):
         volume, labels, names = load_case(case, manifest)
         cache = EmbeddingCache(segmenter, disk_dir=cache_dir)
-        detectors = detector_factory(volume, labels, names)
+        detectors = detector_factory(volume, labels, names, cache)
         rows.extend(evaluate_grounding(case.case_id, volume, labels, names, structures, detectors, cache, say=say))
     with (out_dir / "grounding.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(GroundingRow)])

@@ -38,12 +38,33 @@ VIEW_CONVENTIONS = {
 }
 
 
-def load_image(path: str | Path, *, view: str = "radiological", pixel_spacing_mm: float = 1.0) -> Volume:
+MODALITIES = ("CT", "MR", "XR", "OT")
+
+
+def load_image(
+    path: str | Path, *, view: str = "radiological", pixel_spacing_mm: float = 1.0, modality: str | None = None
+) -> Volume:
     """Load an image file, DICOM folder or DICOM .zip into a canonical `Volume`.
 
-    `view` and `pixel_spacing_mm` only apply to 2D PNG/JPEG, which carry no geometry.
+    `view` and `pixel_spacing_mm` only apply to 2D PNG/JPEG, which carry no geometry. `modality`
+    (CT | MR | XR | OT) replaces what the reader found or guessed; the guess is kept in
+    `metadata["modality_read"]` (a CT clipped to [-125, 275] HU has no air and looks like MR).
     """
-    path = Path(path)
+    volume = _load_any(Path(path), view, pixel_spacing_mm)
+    return override_modality(volume, modality) if modality is not None else volume
+
+
+def override_modality(volume: Volume, modality: str) -> Volume:
+    """Set the modality the user or manifest states, keeping what was read in `metadata["modality_read"]`."""
+    if modality.upper() not in MODALITIES:
+        raise ImageReadError(f"unknown modality '{modality}'; use one of: {', '.join(MODALITIES)}.")
+    volume.metadata["modality_read"] = volume.modality
+    volume.metadata["modality_guessed"] = False
+    volume.modality = modality.upper()
+    return volume
+
+
+def _load_any(path: Path, view: str, pixel_spacing_mm: float) -> Volume:
     if not path.exists():
         raise ImageReadError(f"{path}: no such file or folder; check the path.")
     if path.is_dir():

@@ -393,11 +393,9 @@ class Session:
     def _other_side(self, name: str) -> Reply:
         from limis import vocab
 
-        entry = vocab.get_structure(name)
-        if entry.laterality is None:
+        other = vocab.other_side(name)
+        if other is None:
             raise LimisError(f"{_label(name)} has no other side.")
-        other = f"{entry.base}_{'right' if entry.laterality == 'left' else 'left'}"
-        vocab.get_structure(other)
         reply = self._query(cmd.Query((other,), "add"))
         objects = {n: o for n, o in self.state.objects.items() if n != name}
         self.history[-1] = _with(self.state, objects=objects, active=other)

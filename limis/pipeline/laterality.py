@@ -7,8 +7,8 @@ from typing import Sequence
 import numpy as np
 
 from limis.detect.base import Box, Detection, SliceImage
+from limis.detect.body import body_extent
 
-BODY_THRESHOLD = 0.05  # windowed intensity above air; the body outline in a displayed slice
 
 
 def box_patient_x(box: Box, image: SliceImage) -> float:
@@ -19,14 +19,14 @@ def box_patient_x(box: Box, image: SliceImage) -> float:
 
 
 def body_midline_x(image: SliceImage) -> float:
-    """RAS x of the body's left-right middle on this slice (centre of the non-air extent)."""
-    body = image.pixels > BODY_THRESHOLD
-    if not body.any():
-        rows, cols = image.pixels.shape
-        return float(image.geometry.pixel_to_patient((rows - 1) / 2.0, (cols - 1) / 2.0)[0])
-    rr, cc = np.nonzero(body)
-    xs = image.geometry.pixel_to_patient(rr.astype(float), cc.astype(float))[..., 0]
-    return float((xs.min() + xs.max()) / 2.0)
+    """RAS x of the trunk's left-right middle on this slice (the centre of its extent; see `detect.body`).
+
+    The whole image's centre when no trunk is found. The trunk, not every non-air pixel, so an
+    arm beside the body, the table, or a CT whose air was clipped to -125 HU does not move it.
+    """
+    r0, c0, r1, c1 = body_extent(image.pixels)
+    corners = image.geometry.pixel_to_patient(np.array([r0, r0, r1, r1]), np.array([c0, c1, c0, c1]))[..., 0]
+    return float((corners.min() + corners.max()) / 2.0)
 
 
 def keep_side(detections: Sequence[Detection], side: str, image: SliceImage) -> list[Detection]:

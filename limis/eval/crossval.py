@@ -1,0 +1,121 @@
+"""Pool cross-validated accuracy runs: text mode against ground-truth boxes, per structure, over held-out patients.
+
+Each fold's text-mode run used a head trained without that fold's patients, so pooling the
+folds' `results.csv` gives one out-of-patient row per (case, structure). The ratio of mean Dice
+(text / ground-truth box, same segmenter, same cases) carries a paired percentile-bootstrap 95 %
+CI over cases.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from limis.errors import LimisError
+from limis.eval.stats import describe
+
+
+@dataclass(frozen=True)
+class ModeComparison:
+    structure: str
+    cases: int
+    text: dict[str, float]
+    box: dict[str, float]
+    ratio: float
+    ratio_ci: tuple[float, float]
+    not_found: int  # cases where text mode returned no mask for a present structure
+    swapped: int  # cases whose mask lies mostly on the other side's reference
+
+
+def read_rows(folders: Sequence[Path]) -> dict[tuple[str, str], dict[str, str]]:
+    """(case, structure) -> row from each folder's results.csv; a case twice is refused (folds overlap)."""
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for folder in folders:
+        path = Path(folder) / "results.csv"
+        if not path.is_file():
+            raise LimisError(f"{folder}: no results.csv; give the mode folder written by `limis eval accuracy`.")
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                key = (row["case"], row["structure"])
+                if key in rows:
+                    raise LimisError(f"{path}: {key} also appears in another folder; folds must not overlap.")
+                rows[key] = row
+    return rows
+
+
+def ratio_ci(text: np.ndarray, box: np.ndarray, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Paired percentile-bootstrap 95 % CI of mean(text) / mean(box) over cases."""
+    if text.size < 2:
+        return float("nan"), float("nan")
+    picks = np.random.default_rng(seed).integers(0, text.size, size=(resamples, text.size))
+    ratios = text[picks].mean(1) / np.maximum(box[picks].mean(1), 1e-9)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def compare_modes(text_folders: Sequence[Path], box_folders: Sequence[Path]) -> list[ModeComparison]:
+    """One comparison per structure over the cases both modes evaluated."""
+    text_rows, box_rows = read_rows(text_folders), read_rows(box_folders)
+    shared = sorted(set(text_rows) & set(box_rows))
+    if not shared:
+        raise LimisError("the text and box runs share no (case, structure); evaluate the same split(s).")
+    out = []
+    for structure in sorted({s for _, s in shared}):
+        keys = [k for k in shared if k[1] == structure]
+        text = np.array([float(text_rows[k]["dice"]) for k in keys])
+        box = np.array([float(box_rows[k]["dice"]) for k in keys])
+        out.append(ModeComparison(
+            structure, len(keys), describe(text), describe(box),
+            float(text.mean() / max(box.mean(), 1e-9)), ratio_ci(text, box),
+            sum(float(text_rows[k]["volume_pred_ml"]) == 0.0 for k in keys),
+            sum(text_rows[k].get("swapped") == "1" for k in keys),
+        ))
+    return out
+
+
+def comparison_table(rows: Sequence[ModeComparison], targets: dict[str, float] | None = None) -> str:
+    """Markdown: per structure text and box Dice with CIs, the ratio with its CI, misses and swaps, and the target."""
+    from limis.eval.report import markdown_table
+
+    targets = targets or {}
+
+    def cell(stats: dict[str, float]) -> str:
+        return f"{stats['mean']:.3f} [{stats['ci_low']:.3f}, {stats['ci_high']:.3f}]"
+
+    lines = []
+    for r in rows:
+        goal = targets.get(r.structure)
+        verdict = "" if goal is None else (f">= {goal:.2f}: " + ("met" if r.ratio >= goal else "**missed**"))
+        lines.append([r.structure, r.cases, cell(r.text), cell(r.box), f"{r.ratio:.3f} [{r.ratio_ci[0]:.3f}, {r.ratio_ci[1]:.3f}]",
+                      r.not_found, r.swapped, verdict])
+    text_means = [r.text["mean"] for r in rows]
+    box_means = [r.box["mean"] for r in rows]
+    lines.append(["**mean over structures**", "", f"{np.mean(text_means):.3f}", f"{np.mean(box_means):.3f}",
+                  f"{np.mean(text_means) / max(np.mean(box_means), 1e-9):.3f}", sum(r.not_found for r in rows),
+                  sum(r.swapped for r in rows), ""])
+    headers = ["structure", "cases", "text Dice mean [95% CI]", "GT-box Dice mean [95% CI]", "text / GT-box [95% CI]",
+               "not found", "L/R swaps", "target"]
+    return markdown_table(headers, lines)
+
+
+def absent_table(folders: Sequence[Path]) -> str:
+    """Markdown: per absent prompt, how often text mode drew a mask anyway (absent.csv of each folder)."""
+    from limis.eval.report import markdown_table
+
+    counts: dict[str, list[int]] = {}
+    for folder in folders:
+        path = Path(folder) / "absent.csv"
+        if path.is_file():
+            with path.open(newline="") as handle:
+                for row in csv.DictReader(handle):
+                    counts.setdefault(row["structure"], []).append(int(row["found"]))
+    if not counts:
+        return "No absent prompts were asked (`limis eval accuracy --mode text --absent ...`)."
+    rows = [[name, len(found), sum(found), f"{sum(found) / len(found):.3f}"] for name, found in sorted(counts.items())]
+    every = [f for found in counts.values() for f in found]
+    rows.append(["**all absent prompts**", len(every), sum(every), f"{sum(every) / len(every):.3f}"])
+    return markdown_table(["absent prompt", "volumes asked", "false positives", "false-positive rate"], rows)

@@ -1,0 +1,45 @@
+"""Encoder runtimes: onnxruntime fp32 gives torch's embeddings and masks; choices fail with one clear line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from limis.errors import LimisError
+from limis.segment.runtime import choose_runtime, onnxruntime_available
+
+
+def test_runtime_choice_and_errors() -> None:
+    assert choose_runtime("torch", "cpu") == "torch"
+    assert choose_runtime("auto", "cuda") == "torch"
+    assert choose_runtime("auto", "cpu") == ("onnxruntime" if onnxruntime_available() else "torch")
+    with pytest.raises(LimisError, match="unknown runtime"):
+        choose_runtime("tensorrt", "cpu")
+    if onnxruntime_available():
+        with pytest.raises(LimisError, match="runs on the CPU"):
+            choose_runtime("onnxruntime", "cuda")
+
+
+@pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime not installed (pip install 'limis[fast]')")
+def test_onnxruntime_embeddings_and_masks_equal_torch(litemedsam, tmp_path, monkeypatch) -> None:
+    """Same LiteMedSAM weights through both runtimes on a CT-like slice: embeddings within 1e-4, same mask."""
+    from limis.imaging.phantom import make_phantom
+    from limis.imaging import load_image
+    from limis.imaging.display import CT_WINDOWS, Plane, display_slice
+    from limis.segment.base import Prompt
+    from limis.segment.builders import build_litemedsam
+
+    monkeypatch.setenv("LIMIS_WEIGHTS_DIR", str(tmp_path / "weights"))  # export into a fresh cache
+    fast = build_litemedsam(runtime="onnxruntime")
+    slow = build_litemedsam(runtime="torch")
+    assert (fast.runtime, slow.runtime) == ("onnxruntime", "torch")
+    assert list((tmp_path / "weights" / "onnx").glob("litemedsam_encoder_*.onnx"))
+    volume = load_image(make_phantom(tmp_path / "phantom")["image"])
+    pixels = CT_WINDOWS["abdomen"].apply(display_slice(volume.array, Plane.AXIAL, volume.shape[2] // 2))
+    a, b = fast.embed([pixels])[0], slow.embed([pixels])[0]
+    assert torch.max(torch.abs(a.features - b.features)) < 1e-4
+    box = (pixels.shape[1] * 0.3, pixels.shape[0] * 0.3, pixels.shape[1] * 0.7, pixels.shape[0] * 0.7)
+    mask_a = fast.segment(a, [Prompt(box=box)])[0].mask
+    mask_b = slow.segment(b, [Prompt(box=box)])[0].mask
+    assert mask_a.any() and np.mean(mask_a != mask_b) < 1e-3
