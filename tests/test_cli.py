@@ -140,3 +140,20 @@ def test_eval_usability_cli(tmp_path: Path, capsys) -> None:
     assert (tmp_path / "report" / "report.md").exists()
     assert summary["participants"][0]["sus"] == 75.0 and summary["participants"][0]["tlx_raw"] == 20.0
     assert summary["counts"]["tasks_accepted"] == 1 and summary["overall"]["dice_at_acceptance"]["mean"] == 0.9
+
+
+def test_modality_override_is_applied_and_said(tmp_path: Path, capsys) -> None:
+    """A CT without air (clipped to [-125, 275] HU) is guessed MR; --modality CT wins, and both are printed."""
+    from limis.cli.app import modality_line
+    from limis.imaging import load_image
+
+    data = np.clip(np.random.default_rng(0).normal(40, 80, size=(16, 16, 3)), -125, 275).astype(np.int16)
+    path = tmp_path / "clipped_ct.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    guessed = load_image(path)
+    assert guessed.modality == "MR" and "guessed" in modality_line(guessed)
+    stated = load_image(path, modality="ct")
+    assert stated.modality == "CT" and modality_line(stated) == "modality: CT (set by --modality; the reader found MR)"
+    code = main(["segment", str(path), "liver", "-o", str(tmp_path / "x.nii.gz"), "--modality", "PET"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "unknown modality 'PET'" in err

@@ -193,3 +193,23 @@ def test_train_lite_grounding_cli_learns_and_loads(totalseg_dir: Path, tmp_path:
     assert model.metadata["training_cases"] == ["example_ct"] and "liver" in model.concepts
     assert model.text(["liver", "kidney"]).shape == (2, 384)
     assert len(detector.detect_batch([], ["liver"])) == 0
+
+
+def test_presence_thresholds_follow_held_out_false_positives() -> None:
+    from limis.train.presence import presence_thresholds, threshold_report
+
+    rng = np.random.default_rng(0)
+    n = 400
+    truth = np.zeros((n, 3), dtype=np.float32)
+    truth[:100, 0] = 1.0  # liver present on 100 slices
+    peak = rng.uniform(0.0, 0.4, size=(n, 3)).astype(np.float32)
+    peak[:100, 0] = 0.95
+    peak[100:110, 1] = 0.8  # kidney: confident false positives on 10 of 400 absent slices (2.5 %)
+    labelled = np.ones((n, 3), dtype=bool)
+    labelled[:, 2] = False  # a concept this dataset does not label: no evidence, no threshold
+    scores = {"concepts": np.array(["liver", "kidney", "colon"]), "peak": peak, "truth": truth, "labelled": labelled}
+    chosen = presence_thresholds(scores, default=0.5, fp_rate=0.01)
+    assert 0.35 <= chosen["liver"] <= 0.95  # F1-optimal: at the absent-slice peaks (< 0.4), below every present one
+    assert chosen["kidney"] == pytest.approx(0.8, abs=1e-3) and "colon" not in chosen
+    rows = {row[0]: row for row in threshold_report(scores, chosen, 0.5)}
+    assert rows["liver"][5] == "1.000" and float(rows["kidney"][3]) <= 0.025

@@ -98,3 +98,42 @@ def lite_grounding(
         model.save(path)
         write_model_card(model, path, run)
         console.print(f"wrote {path}")
+
+
+@train_app.command(
+    "calibrate-presence",
+    epilog="Example: limis train calibrate-presence --scores runs/cv/heads/fold1/heldout_slice_scores.npz ... "
+    "--head runs/cv/heads/fold0/lite_grounding.safetensors --out runs/cv/heads/fold0/calibrated.safetensors",
+)
+def calibrate_presence(
+    scores: list[Path] = typer.Option(..., "--scores", help="heldout_slice_scores.npz files of a --cv-folds run."),
+    head: Path = typer.Option(..., "--head", help="lite-grounding head to give the thresholds to."),
+    out: Path = typer.Option(..., "--out", help="Where to write the head with per-concept presence thresholds."),
+    fp_rate: float = typer.Option(0.01, "--fp-rate", help="Held-out absent-slice false-positive rate to aim for."),
+) -> None:
+    """Per-concept presence thresholds from held-out slice scores (patients the scoring heads never trained on)."""
+    from dataclasses import replace
+
+    from limis.detect.lite_grounding import LiteGroundingModel
+    from limis.eval.report import markdown_table
+    from limis.train.presence import presence_thresholds, read_scores, threshold_report
+
+    model = LiteGroundingModel.load(head)
+    found = read_scores(scores)
+    thresholds = presence_thresholds(found, model.config.presence_threshold, fp_rate)
+    calibrated = LiteGroundingModel(model.head, model.text_table, replace(model.config, presence_thresholds=thresholds),
+                                    {**model.metadata, "presence_calibration": {"fp_rate": fp_rate,
+                                                                                "scores": [str(p) for p in scores]}})
+    calibrated.save(out)
+    card = head.with_suffix(".json")
+    if card.is_file():  # carry the training card over, with the thresholds
+        import json
+
+        facts = json.loads(card.read_text())
+        facts.update({"weights": out.name, "size_bytes": out.stat().st_size, "head_config": calibrated.config.__dict__,
+                      "presence_calibration": calibrated.metadata["presence_calibration"]})
+        out.with_suffix(".json").write_text(json.dumps(facts, indent=2))
+    table = markdown_table(["concept", "threshold", "absent slices", "false-positive rate", "slices present", "recall"],
+                           threshold_report(found, thresholds, model.config.presence_threshold))
+    console.print(table, highlight=False)
+    console.print(f"wrote {out}")

@@ -149,9 +149,13 @@ class HeadConfig:
     presence_threshold: float = 0.5  # a region counts only if its peak probability reaches this
     min_region_mm2: float = 100.0  # smaller regions are noise
     presence_thresholds: dict[str, float] = field(default_factory=dict)
+    region_fraction: float = 0.7  # a concept with a low presence threshold outlines its regions lower too
 
     def presence(self, concept: str) -> float:
         return self.presence_thresholds.get(concept, self.presence_threshold)
+
+    def region(self, concept: str) -> float:
+        return min(self.region_threshold, self.region_fraction * self.presence(concept))
 
 
 class LiteGroundingModel:
@@ -299,7 +303,7 @@ class LiteGroundingDetector:
     def _regions(self, structure: str, concept: str, heat: np.ndarray, pixel_mm: tuple[float, float]) -> list[Detection]:
         """One detection per connected region above threshold, scored by its peak probability."""
         config = self.model.config
-        labelled, count = ndimage.label(heat > config.region_threshold)
+        labelled, count = ndimage.label(heat > config.region(concept))
         min_pixels = config.min_region_mm2 / (pixel_mm[0] * pixel_mm[1])
         detections = []
         for region in range(1, count + 1):

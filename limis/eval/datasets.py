@@ -7,6 +7,8 @@ file), the label names, and cases with `patient` ids and `split`s. Formats:
 - `nnunet`: `root` holds dataset.json, imagesTr/<case>_0000.nii.gz, labelsTr/<case>.nii.gz.
 - `png2d`: SAM-Med2D style `images/<stem>.png` + `masks/<stem>_<label>_<instance>.png`.
 A patient may appear in only one split; the suite refuses a manifest that mixes them.
+`absent_structures` lists structures outside every case's field of view: training uses them as
+known negatives (a partially labelled dataset says nothing about its other unlabelled structures).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Manifest:
     path: Path
     label_names: dict[int, str]
     cases: tuple[Case, ...]
+    absent: tuple[str, ...] = ()  # structures outside every case's field of view (canonical names)
 
     def split(self, name: str) -> list[Case]:
         """Cases of one split, or of several given as "fold0,fold1" (cross-validation)."""
@@ -69,9 +72,23 @@ def load_manifest(path: str | Path) -> Manifest:
         raise LimisError(f"{path}: data root {root} does not exist; download the dataset there or set the variable in 'root'.")
     reader = {"nifti-folder": _nifti_folder, "nnunet": _nnunet, "png2d": _png2d}[spec["format"]]
     names, cases = reader(spec, root, path)
-    manifest = Manifest(spec.get("name", path.stem), spec["format"], spec.get("modality", "CT"), path, names, tuple(cases))
+    manifest = Manifest(spec.get("name", path.stem), spec["format"], spec.get("modality", "CT"), path, names, tuple(cases),
+                        _absent(spec, path))
     check_patient_split(manifest)
     return manifest
+
+
+def _absent(spec: dict, path: Path) -> tuple[str, ...]:
+    """`absent_structures`: canonical names no case contains (e.g. brain on abdominal CT), checked against the vocabulary."""
+    from limis import vocab
+
+    names = [str(n) for n in spec.get("absent_structures") or []]
+    for name in names:
+        try:
+            vocab.get_structure(name)
+        except LimisError as error:
+            raise LimisError(f"{path}: absent_structures entry '{name}' is not a canonical structure name.") from error
+    return tuple(names)
 
 
 def check_patient_split(manifest: Manifest) -> None:

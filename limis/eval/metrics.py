@@ -54,36 +54,65 @@ def _distances_to(surface_from: np.ndarray, surface_to: np.ndarray, spacing: tup
     return field[surface_from]
 
 
+def _crop_to_both(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both masks cut to their joint bounding box plus one voxel (clipped at the array border).
+
+    Surfaces and surface distances are unchanged: every surface voxel lies inside, and the
+    added layer (or the array border where the box reaches it) is outside as before.
+    """
+    both = pred | ref
+    if not both.any():
+        return pred, ref
+    box = []
+    for axis in range(both.ndim):
+        present = np.flatnonzero(both.any(axis=tuple(a for a in range(both.ndim) if a != axis)))
+        box.append(slice(max(int(present[0]) - 1, 0), int(present[-1]) + 2))
+    box = tuple(box)
+    return pred[box], ref[box]
+
+
+def _surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(pred surface -> ref surface, ref surface -> pred surface) distances in mm; None if a surface is empty."""
+    pred, ref = _crop_to_both(pred.astype(bool), ref.astype(bool))
+    sp, sr = surface(pred), surface(ref)
+    if not sp.any() or not sr.any():
+        return None
+    return _distances_to(sp, sr, spacing), _distances_to(sr, sp, spacing)
+
+
 def hd95(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...]) -> float:
     """Symmetric 95th-percentile Hausdorff distance in mm (max of the two directed percentiles)."""
-    sp, sr = surface(pred), surface(ref)
-    if not sp.any() and not sr.any():
-        return 0.0
-    if not sp.any() or not sr.any():
-        return float("inf")
-    return float(max(np.percentile(_distances_to(sp, sr, spacing), 95), np.percentile(_distances_to(sr, sp, spacing), 95)))
+    return _hd95(_surface_distances(pred, ref, spacing), pred, ref)
+
+
+def _hd95(distances, pred: np.ndarray, ref: np.ndarray) -> float:
+    if distances is None:
+        return 0.0 if not pred.any() and not ref.any() else float("inf")
+    return float(max(np.percentile(distances[0], 95), np.percentile(distances[1], 95)))
 
 
 def nsd(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...], tolerance_mm: float) -> float:
     """Normalised surface Dice: share of both surfaces lying within `tolerance_mm` of the other."""
-    sp, sr = surface(pred), surface(ref)
-    total = int(sp.sum() + sr.sum())
-    if total == 0:
-        return 1.0
-    if not sp.any() or not sr.any():
-        return 0.0
-    close = (_distances_to(sp, sr, spacing) <= tolerance_mm).sum() + (_distances_to(sr, sp, spacing) <= tolerance_mm).sum()
-    return float(close / total)
+    return _nsd(_surface_distances(pred, ref, spacing), pred, ref, tolerance_mm)
+
+
+def _nsd(distances, pred: np.ndarray, ref: np.ndarray, tolerance_mm: float) -> float:
+    if distances is None:
+        return 1.0 if not pred.any() and not ref.any() else 0.0
+    close = (distances[0] <= tolerance_mm).sum() + (distances[1] <= tolerance_mm).sum()
+    return float(close / (distances[0].size + distances[1].size))
 
 
 def mask_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...], tolerance_mm: float = 2.0) -> MaskMetrics:
     """All metrics for one structure; `spacing` is the voxel size in mm along each array axis."""
     voxel_ml = float(np.prod(spacing)) / 1000.0
+    pred, ref = pred.astype(bool), ref.astype(bool)
+    distances = _surface_distances(pred, ref, spacing)
     return MaskMetrics(
         dice=dice(pred, ref),
         iou=iou(pred, ref),
-        nsd=nsd(pred, ref, spacing, tolerance_mm),
-        hd95_mm=hd95(pred, ref, spacing),
+        nsd=_nsd(distances, pred, ref, tolerance_mm),
+        hd95_mm=_hd95(distances, pred, ref),
         volume_pred_ml=float(pred.astype(bool).sum()) * voxel_ml,
         volume_ref_ml=float(ref.astype(bool).sum()) * voxel_ml,
     )

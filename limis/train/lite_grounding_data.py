@@ -84,16 +84,21 @@ def cell_occupancy(labels: np.ndarray, concept_ids: Sequence[Sequence[int]]) -> 
     resizes the image (longest side 256, padding at the bottom/right is empty).
     """
     rows, cols = input_size(labels.shape)
-    resized = F.interpolate(torch.as_tensor(labels.astype(np.float32))[None, None], size=(rows, cols), mode="nearest")[0, 0]
-    padded = torch.zeros(INPUT_SIZE, INPUT_SIZE)
+    lookup = np.zeros(max([int(labels.max())] + [i for ids in concept_ids for i in ids]) + 1, dtype=np.int64)
+    for index, ids in enumerate(concept_ids, start=1):
+        lookup[list(ids)] = index  # 0 = no asked concept
+    which = torch.as_tensor(lookup[labels.astype(np.int64)], dtype=torch.float32)
+    resized = F.interpolate(which[None, None], size=(rows, cols), mode="nearest")[0, 0].long()
+    padded = torch.zeros(INPUT_SIZE, INPUT_SIZE, dtype=torch.long)
     padded[:rows, :cols] = resized
-    planes = torch.stack([torch.isin(padded, torch.as_tensor(list(ids), dtype=torch.float32)).float() for ids in concept_ids])
+    planes = torch.zeros(len(concept_ids) + 1, INPUT_SIZE, INPUT_SIZE).scatter_(0, padded[None], 1.0)[1:]
     return F.adaptive_avg_pool2d(planes[None], GRID)[0].to(torch.float16)
 
 
 def load_training_slices(sources: Sequence[DataSource], segmenter, cache_dir, slice_step: int = 1,
                          say: Progress = print) -> TrainingSlices:
     """Encode (or read from `cache_dir`) every `slice_step`-th axial slice of the sources' cases."""
+    from limis import vocab
     from limis.eval.cases import load_case
     from limis.eval.datasets import load_manifest
     from limis.imaging.display import Plane, display_slice, slice_count
@@ -108,7 +113,10 @@ def load_training_slices(sources: Sequence[DataSource], segmenter, cache_dir, sl
     for manifest, case in cases:
         started = time.time()
         volume, labels, names = load_case(case, manifest)
-        per_case.append((case, volume, labels, trainable_concepts(names)))
+        found = trainable_concepts(names)
+        for structure in manifest.absent:  # known negatives: labelled, never present
+            found.setdefault(vocab.get_structure(structure).base, [])
+        per_case.append((case, volume, labels, found))
         say(f"{case.case_id}: {volume.modality} {volume.shape} ({time.time() - started:.0f} s to read)")
     concepts = sorted({c for *_, found in per_case for c in found})
     embeddings, coords, targets, labelled, slices = [], [], [], [], []

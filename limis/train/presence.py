@@ -1,0 +1,74 @@
+"""Per-concept presence thresholds from held-out slice scores, so an unsure head answers "not found".
+
+For a concept seen present on enough held-out slices, the threshold on its peak probability
+maximises slice-level F1 (present = the concept fills at least half a cell; absent = not at all;
+slivers in between are ignored). Small organs get lower thresholds than large ones, whose
+neighbours' slices are confusable. A concept seen only absent (brain on abdominal scans) gets
+the (1 - fp_rate) quantile of its held-out peaks, never below the default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from limis.errors import LimisError
+
+MIN_NEGATIVE_SLICES = 50  # fewer absent slices say too little about a concept's false positives
+MIN_POSITIVE_SLICES = 20  # fewer present slices say too little about its recall
+GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+
+def read_scores(paths: Sequence[Path]) -> dict[str, np.ndarray]:
+    """Concatenate `heldout_slice_scores.npz` files written by `cross_validate` (same concept list)."""
+    parts = [np.load(str(p)) for p in paths]
+    if not parts:
+        raise LimisError("no held-out slice scores given; run `limis train lite-grounding --cv-folds ...` first.")
+    concepts = [str(c) for c in parts[0]["concepts"]]
+    for path, part in zip(paths, parts):
+        if [str(c) for c in part["concepts"]] != concepts:
+            raise LimisError(f"{path}: another concept list than {paths[0]}; use scores of one cross-validation run.")
+    keys = ("peak", "truth", "labelled", "modality")
+    return {"concepts": np.array(concepts), **{k: np.concatenate([p[k] for p in parts]) for k in keys}}
+
+
+def presence_thresholds(scores: dict[str, np.ndarray], default: float, fp_rate: float = 0.01,
+                        cap: float = 0.9) -> dict[str, float]:
+    """Concept -> peak threshold keeping held-out absent-slice false positives near `fp_rate`."""
+    chosen = {}
+    for index, concept in enumerate(scores["concepts"]):
+        labelled = scores["labelled"][:, index]
+        peak, truth = scores["peak"][labelled, index], scores["truth"][labelled, index]
+        negative, positive = truth == 0, truth >= 0.5
+        if positive.sum() >= MIN_POSITIVE_SLICES and negative.sum() >= MIN_NEGATIVE_SLICES:
+            chosen[str(concept)] = float(GRID[int(np.argmax([_f1(peak, positive, negative, t) for t in GRID]))])
+        elif negative.sum() >= MIN_NEGATIVE_SLICES:
+            quantile = float(np.quantile(peak[negative], 1.0 - fp_rate))
+            chosen[str(concept)] = round(float(np.clip(quantile, default, cap)), 3)
+    return chosen
+
+
+def _f1(peak: np.ndarray, positive: np.ndarray, negative: np.ndarray, threshold: float) -> float:
+    hits = peak >= threshold
+    true_pos = int((hits & positive).sum())
+    false_pos = int((hits & negative).sum())
+    missed = int((~hits & positive).sum())
+    return 2 * true_pos / max(2 * true_pos + false_pos + missed, 1)
+
+
+def threshold_report(scores: dict[str, np.ndarray], thresholds: dict[str, float], default: float) -> list[list[object]]:
+    """Per concept: threshold, held-out false-positive slice rate and recall on slices it fills >= half a cell."""
+    rows = []
+    for index, concept in enumerate(scores["concepts"]):
+        labelled = scores["labelled"][:, index]
+        if not labelled.any():
+            continue
+        threshold = thresholds.get(str(concept), default)
+        peak, truth = scores["peak"][labelled, index], scores["truth"][labelled, index]
+        negative, positive = truth == 0, truth >= 0.5
+        rows.append([str(concept), threshold, int(negative.sum()),
+                     f"{np.mean(peak[negative] >= threshold):.3f}" if negative.any() else "",
+                     int(positive.sum()), f"{np.mean(peak[positive] >= threshold):.3f}" if positive.any() else ""])
+    return rows

@@ -1,0 +1,80 @@
+"""Cross-validation bookkeeping: manifests with folds, pooled text-vs-box tables, side swaps, absent prompts."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from limis.errors import LimisError
+from limis.eval.accuracy import ABSENT_FIELDS, FIELDS, side_swapped
+from limis.eval.crossval import absent_table, compare_modes, comparison_table
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = REPO / "evaluation" / "datasets"
+
+
+def _write(folder: Path, name: str, fields: list[str], rows: list[dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / name).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows({k: row.get(k, "") for k in fields} for row in rows)
+    return folder
+
+
+def test_pooled_folds_give_ratio_misses_swaps_and_absent_rates(tmp_path: Path) -> None:
+    text = lambda case, dice, ml=10.0, swapped="0": {"case": case, "structure": "kidney_left", "dice": dice,  # noqa: E731
+                                                      "volume_pred_ml": ml, "swapped": swapped}
+    fold0 = _write(tmp_path / "t0", "results.csv", FIELDS, [text("a", 0.9), text("b", 0.0, 0.0)])
+    fold1 = _write(tmp_path / "t1", "results.csv", FIELDS, [text("c", 0.6, swapped="1")])
+    _write(fold0, "absent.csv", ABSENT_FIELDS, [{"case": "a", "structure": "brain", "found": 0},
+                                                 {"case": "b", "structure": "brain", "found": 1}])
+    box = _write(tmp_path / "box", "results.csv", FIELDS, [text(c, 0.95) for c in "abc"])
+    (row,) = compare_modes([fold0, fold1], [box])
+    assert row.cases == 3 and row.not_found == 1 and row.swapped == 1
+    assert row.ratio == pytest.approx(np.mean([0.9, 0.0, 0.6]) / 0.95)
+    assert row.ratio_ci[0] <= row.ratio <= row.ratio_ci[1]
+    table = comparison_table([row], {"kidney_left": 0.9})
+    assert "**missed**" in table and "kidney_left" in table
+    assert "| brain | 2 | 1 | 0.500 |" in absent_table([fold0, fold1])
+    with pytest.raises(LimisError, match="folds must not overlap"):
+        compare_modes([fold0, fold0], [box])
+
+
+def test_side_swap_is_judged_against_the_other_sides_reference() -> None:
+    labels = np.zeros((10, 4, 1), dtype=np.int32)
+    labels[:5] = 3  # kidney_left
+    labels[5:] = 2  # kidney_right
+    names = {2: "kidney_right", 3: "kidney_left"}
+    on_right = labels == 2
+    assert side_swapped(on_right, labels, names, "kidney_left") == "1"
+    assert side_swapped(labels == 3, labels, names, "kidney_left") == "0"
+    assert side_swapped(on_right, labels, names, "liver") == ""
+
+
+def test_cross_validation_manifests_have_fixed_patient_folds_and_state_modality() -> None:
+    from limis.eval.datasets import load_manifest
+
+    for name, patients, modality in (("btcv_abdomen_ct", 24, "CT"), ("chaos_t2_mr", 15, "MR")):
+        manifest = load_manifest(DATASETS / f"{name}.yaml")
+        assert manifest.modality == modality and len({c.patient for c in manifest.cases}) == patients
+        folds = [manifest.split(f"fold{k}") for k in range(4)]
+        assert sum(len(f) for f in folds) == patients and len(manifest.split("fold0,fold1")) == len(folds[0]) + len(folds[1])
+        assert "brain" in manifest.absent
+    with pytest.raises(LimisError, match="no case in split 'fold9'"):
+        manifest.split("fold0,fold9")
+
+
+def test_btcv_volume_gets_the_manifest_modality_and_a_ct_window() -> None:
+    """BTCV is clipped to [-125, 275] HU (no air): the guess says MR, the manifest says CT, and CT wins."""
+    from limis.eval.cases import load_case
+    from limis.eval.datasets import load_manifest
+    from limis.pipeline.slices import choose_window
+
+    manifest = load_manifest(DATASETS / "btcv_abdomen_ct.yaml")
+    volume, labels, names = load_case(manifest.split("fold0")[0], manifest)
+    assert volume.metadata["modality_read"] == "MR" and volume.modality == "CT"
+    assert choose_window(volume).name == "abdomen" and "pancreas" in names.values()
