@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -262,29 +263,40 @@ class LiteGroundingDetector:
     """Detector backend: a shared read-only model bound to one caller's embedding cache.
 
     Cheap to create: the demo makes one per browser session over that session's cache, so
-    sessions share the model but never state.
+    sessions share the model but never state. One forward pass scores every known concept, so
+    the probabilities of the last `remembered` slices are kept: asking for the next structure
+    on the same slices costs no head pass.
     """
 
     name = "lite-grounding"
     understands_laterality = False
     coarse_boxes = True  # boxes come from a 4-pixel-cell heatmap: the pipeline tightens them with the segmenter
 
-    def __init__(self, model: LiteGroundingModel, embeddings: SliceEmbeddings) -> None:
+    def __init__(self, model: LiteGroundingModel, embeddings: SliceEmbeddings, remembered: int = 160) -> None:
         check_encoder(model, embeddings.segmenter)
         self.model = model
         self.embeddings = embeddings
+        self.remembered = remembered
+        self._probabilities: OrderedDict[tuple, torch.Tensor] = OrderedDict()  # (slice key, concepts) -> (C, 64, 64)
 
     def detect(self, image: SliceImage, structures: Sequence[str]) -> list[Detection]:
         return self.detect_batch([image], structures)[0]
 
     def grid_probabilities(self, images: Sequence[SliceImage], concepts: Sequence[str]) -> torch.Tensor:
         """(N, C, 64, 64) probabilities of the asked concepts, every known concept competing."""
-        embeddings = torch.cat([e.features.float().cpu() for e in self.embeddings.get_many(list(images))])
-        coords = torch.stack([coordinate_channels(im.pixels, slice_pixel_mm(im)) for im in images])
-        known = list(dict.fromkeys(list(concepts) + self.model.concepts))
-        with torch.inference_mode():
-            probs = torch.softmax(self.model.head(embeddings, coords, self.model.text(known)), dim=1)
-        return probs[:, 1 : 1 + len(concepts)]
+        known = tuple(self.model.concepts) + tuple(c for c in dict.fromkeys(concepts) if c not in self.model.concepts)
+        missing = [im for im in {im.key: im for im in images}.values() if (im.key, known) not in self._probabilities]
+        if missing:
+            embeddings = torch.cat([e.features.float().cpu() for e in self.embeddings.get_many(missing)])
+            coords = torch.stack([coordinate_channels(im.pixels, slice_pixel_mm(im)) for im in missing])
+            with torch.inference_mode():
+                probs = torch.softmax(self.model.head(embeddings, coords, self.model.text(list(known))), dim=1)[:, 1:]
+            for image, found in zip(missing, probs):
+                self._probabilities[(image.key, known)] = found.to(torch.float16)  # ~0.4 MB per slice
+                while len(self._probabilities) > self.remembered:
+                    self._probabilities.popitem(last=False)
+        rows = [known.index(c) for c in concepts]
+        return torch.stack([self._probabilities[(im.key, known)][rows].float() for im in images])
 
     def detect_batch(self, images: Sequence[SliceImage], structures: Sequence[str]) -> list[list[Detection]]:
         if not images or not structures:

@@ -36,7 +36,7 @@ class LiteGroundingTrainConfig:
     width: int = 96
     dice_weight: float = 1.0
     zoom: float = 0.15  # feature-space scale jitter: the batch is zoomed by a factor in [1/(1+z), 1+z]
-    log_every: int = 100
+    log_every: int = 50
     slice_step: int = 1  # use every n-th slice (quick runs and tests)
     head: HeadConfig = field(default_factory=HeadConfig)
 

@@ -1,9 +1,10 @@
 """Per-concept presence thresholds from held-out slice scores, so an unsure head answers "not found".
 
 For a concept seen present on enough held-out slices, the threshold on its peak probability
-maximises slice-level F1 (present = the concept fills at least half a cell; absent = not at all;
-slivers in between are ignored). Small organs get lower thresholds than large ones, whose
-neighbours' slices are confusable. A concept seen only absent (brain on abdominal scans) gets
+maximises slice-level F2 (recall weighted 4x over precision; present = the concept fills at least
+half a cell; absent = not at all; slivers in between are ignored). Recall comes first because a
+missed slice inside an organ cuts its 3D z-range, while the pipeline's longest-run rule already
+drops isolated false hits. Small organs get lower thresholds than large ones. A concept seen only absent (brain on abdominal scans) gets
 the (1 - fp_rate) quantile of its held-out peaks, never below the default.
 """
 
@@ -43,19 +44,20 @@ def presence_thresholds(scores: dict[str, np.ndarray], default: float, fp_rate: 
         peak, truth = scores["peak"][labelled, index], scores["truth"][labelled, index]
         negative, positive = truth == 0, truth >= 0.5
         if positive.sum() >= MIN_POSITIVE_SLICES and negative.sum() >= MIN_NEGATIVE_SLICES:
-            chosen[str(concept)] = float(GRID[int(np.argmax([_f1(peak, positive, negative, t) for t in GRID]))])
+            chosen[str(concept)] = float(GRID[int(np.argmax([_f_beta(peak, positive, negative, t) for t in GRID]))])
         elif negative.sum() >= MIN_NEGATIVE_SLICES:
             quantile = float(np.quantile(peak[negative], 1.0 - fp_rate))
             chosen[str(concept)] = round(float(np.clip(quantile, default, cap)), 3)
     return chosen
 
 
-def _f1(peak: np.ndarray, positive: np.ndarray, negative: np.ndarray, threshold: float) -> float:
+def _f_beta(peak: np.ndarray, positive: np.ndarray, negative: np.ndarray, threshold: float, beta: float = 2.0) -> float:
     hits = peak >= threshold
     true_pos = int((hits & positive).sum())
     false_pos = int((hits & negative).sum())
     missed = int((~hits & positive).sum())
-    return 2 * true_pos / max(2 * true_pos + false_pos + missed, 1)
+    weight = beta * beta
+    return (1 + weight) * true_pos / max((1 + weight) * true_pos + weight * missed + false_pos, 1)
 
 
 def threshold_report(scores: dict[str, np.ndarray], thresholds: dict[str, float], default: float) -> list[list[object]]:
