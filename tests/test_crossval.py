@@ -78,3 +78,28 @@ def test_btcv_volume_gets_the_manifest_modality_and_a_ct_window() -> None:
     volume, labels, names = load_case(manifest.split("fold0")[0], manifest)
     assert volume.metadata["modality_read"] == "MR" and volume.modality == "CT"
     assert choose_window(volume).name == "abdomen" and "pancreas" in names.values()
+
+
+def test_text_mode_asks_absent_prompts_with_the_cases_one_detector(tmp_path: Path, box_segmenter) -> None:
+    """Present and absent prompts of a case share one text detector; an absent prompt's answer lands in absent.csv."""
+    from limis.detect.oracle import OracleDetector
+    from limis.eval.accuracy import run_accuracy
+    from limis.eval.datasets import load_manifest
+    from test_eval import _nnunet_phantoms
+
+    manifest = load_manifest(_nnunet_phantoms(tmp_path / "data"))
+    built = []
+
+    def factory(volume, cache):  # a text detector that happens to know the reference
+        from limis.eval.cases import load_case
+
+        case = next(c for c in manifest.split("test") if load_case(c, manifest)[0].key == volume.key)
+        _, labels, names = load_case(case, manifest)
+        built.append(case.case_id)
+        return OracleDetector(labels, names)
+
+    run_accuracy(manifest, "test", "text", ["liver"], tmp_path / "runs", box_segmenter, factory, absent=["brain"])
+    assert built == ["case0", "case1"]
+    with (tmp_path / "runs" / "text" / "absent.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["case"], r["structure"], r["found"]) for r in rows] == [("case0", "brain", "0"), ("case1", "brain", "0")]

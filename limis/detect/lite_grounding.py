@@ -306,9 +306,10 @@ class LiteGroundingDetector:
         found = []
         for image, grid in zip(images, probs):
             heat = heat_on_display(grid, image.pixels.shape).numpy()
+            pixel_mm = slice_pixel_mm(image)
             detections = []
             for structure, concept, plane in zip(structures, concepts, heat):
-                detections.extend(self._regions(structure, concept, plane, slice_pixel_mm(image)))
+                detections.extend(self._regions(structure, concept, plane, pixel_mm))
             found.append(sorted(detections, key=lambda d: -d.score))
         return found
 

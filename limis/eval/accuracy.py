@@ -60,11 +60,12 @@ def run_accuracy(manifest: Manifest, split: str, mode: str, structures: list[str
         if not wanted and not missing:
             continue
         cache = EmbeddingCache(segmenter, disk_dir=cache_dir)
+        # one text detector per case: present and absent prompts share its per-slice scores
+        detector = detector_factory(volume, cache) if mode == "text" else None
         if wanted:
-            results.append(_evaluate_case(mode, case, volume, labels, names, wanted, cache, detector_factory,
-                                          tolerance_mm, turns))
+            results.append(_evaluate_case(mode, case, volume, labels, names, wanted, cache, detector, tolerance_mm, turns))
         if missing:
-            absent_results.append(_absent_rows(case, volume, missing, detector_factory(volume, cache), cache))
+            absent_results.append(_absent_rows(case, volume, missing, detector, cache))
         if after_case is not None:
             after_case(case.case_id)
     if absent:
@@ -77,7 +78,8 @@ def run_accuracy(manifest: Manifest, split: str, mode: str, structures: list[str
     return summary
 
 
-def _evaluate_case(mode, case, volume, labels, names, wanted, cache, detector_factory, tolerance_mm, turns):
+def _evaluate_case(mode, case, volume, labels, names, wanted, cache, detector, tolerance_mm, turns):
+    """Rows for the present structures; `detector` is the text-mode detector (None in the other modes)."""
     from limis.detect.oracle import OracleDetector
     from limis.pipeline.grounded import GroundedPipeline
 
@@ -86,7 +88,7 @@ def _evaluate_case(mode, case, volume, labels, names, wanted, cache, detector_fa
     if mode == "interactive":
         predictions = _interactive_predictions(volume, labels, names, wanted, cache, turns)
     else:
-        detector = OracleDetector(labels, names) if mode == "oracle-box" else detector_factory(volume, cache)
+        detector = OracleDetector(labels, names) if mode == "oracle-box" else detector
         result = GroundedPipeline(detector, cache).segment(volume, wanted)
         predictions = {r.structure: result.labelmap == r.label_id for r in result.results}
     seconds = (time.perf_counter() - started) / max(1, len(wanted))

@@ -10,7 +10,6 @@ from limis.detect.base import Box, Detection, SliceImage
 from limis.detect.body import body_extent
 
 
-
 def box_patient_x(box: Box, image: SliceImage) -> float:
     """RAS x (mm; + = patient's right) of a box centre on a displayed slice."""
     col = (box[0] + box[2]) / 2.0
