@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from limis.errors import ImageReadError
 from limis.imaging import CT_WINDOWS, Plane, SliceGeometry, display_slice, insert_display_slice, load_image
 from limis.imaging.align import load_labelmap_on
 from limis.imaging.export import sidecar_path, write_dicom_seg, write_labelmap
+from limis.vocab import all_structures
 
 KIDNEY_LEFT = 3
 
@@ -180,17 +183,61 @@ def test_dicom_zip_equals_folder(totalseg_dir: Path, tmp_path: Path) -> None:
 
 
 def test_dicom_seg_export(totalseg_dir: Path, tmp_path: Path) -> None:
+    """SNOMED CT codes, the side as a type modifier, a private code where SNOMED has none, voxels read back exactly."""
     import highdicom as hd
 
+    from limis.vocab.codes import structure_code
+
     volume = load_image(totalseg_dir / "dicom_example_ct")
-    labels = load_labelmap_on(volume, totalseg_dir / "example_seg_dicom.nii.gz")
-    labelmap = np.where(labels == 1, 1, np.where(labels == 5, 2, 0)).astype(np.uint16)
-    out = write_dicom_seg(volume, labelmap, {1: "spleen", 2: "liver"}, tmp_path / "seg.dcm")
-    seg = hd.seg.segread(str(out))
-    assert [d.SegmentLabel for d in seg.SegmentSequence] == ["spleen", "liver"]
-    spleen = seg.get_volume(segment_numbers=[1], combine_segments=True) if hasattr(seg, "get_volume") else None
-    if spleen is not None:
-        assert int(np.asarray(spleen.array).sum()) == int((labelmap == 1).sum())
+    reference = load_labelmap_on(volume, totalseg_dir / "example_seg_dicom.nii.gz")  # TotalSegmentator "total" ids
+    names = {1: "spleen", 2: "liver", 3: "humerus_left", 4: "autochthon_left"}
+    labelmap = np.select([reference == 1, reference == 5, reference == 69, reference == 86], [1, 2, 3, 4], 0).astype(np.uint16)
+    seg = hd.seg.segread(str(write_dicom_seg(volume, labelmap, names, tmp_path / "seg.dcm")))
+    coded = {}
+    for item in seg.SegmentSequence:
+        kind = item.SegmentedPropertyTypeCodeSequence[0]
+        modifiers = kind.get("SegmentedPropertyTypeModifierCodeSequence", [])
+        coded[item.SegmentLabel] = (kind.CodingSchemeDesignator, kind.CodeValue, [m.CodeMeaning for m in modifiers])
+    assert coded == {
+        "spleen": ("SCT", "78961009", []),
+        "liver": ("SCT", "10200004", []),
+        "humerus_left": ("SCT", "85050009", ["Left"]),
+        "autochthon_left": ("99LIMIS", structure_code("autochthon_left").type.value, ["Left"]),
+    }
+    numbers = {item.SegmentLabel: int(item.SegmentNumber) for item in seg.SegmentSequence}
+    read = seg.get_volume(combine_segments=True)  # (slices, rows, columns) in highdicom's own slice order
+    positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in volume.dicom_datasets])
+    origins = [read.affine[:3] @ np.array([k, 0, 0, 1.0]) for k in range(read.array.shape[0])]
+    order = [int(np.argmin(np.linalg.norm(positions - origin, axis=1))) for origin in origins]  # matched by position
+    read_back = np.asarray(read.array)
+    written = np.transpose(volume.to_source(labelmap), (2, 1, 0))[order]  # (slices, rows, columns) of the series
+    for label_id, name in names.items():
+        assert np.array_equal(read_back == numbers[name], written == label_id), name
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools (dciodvfy) not installed; .ci/run installs it")
+def test_dicom_seg_passes_the_iod_validator(totalseg_dir: Path, tmp_path: Path) -> None:
+    volume = load_image(totalseg_dir / "dicom_example_ct")
+    labelmap = (load_labelmap_on(volume, totalseg_dir / "example_seg_dicom.nii.gz") == 1).astype(np.uint16)
+    out = write_dicom_seg(volume, labelmap, {1: "kidney_left"}, tmp_path / "seg.dcm")
+    report = subprocess.run(["dciodvfy", str(out)], capture_output=True, text=True, timeout=120)
+    lines = (report.stdout + report.stderr).splitlines()
+    assert "Segmentation" in lines and not [line for line in lines if line.startswith("Error")], lines
+
+
+def test_every_structure_has_a_seg_code() -> None:
+    """The code table covers the vocabulary; every SCT entry exists in pydicom's SNOMED dictionary."""
+    from limis.vocab.codes import code_table, sct, structure_code
+
+    matches = {s.name: structure_code(s.name).match for s in all_structures()}
+    assert matches["kidney_left"] == "exact" and matches["rib_left_3"] == "parent" and matches["hip_left"] == "private"
+    table = code_table()
+    for keyword in [*table["exact"].values(), *table["parent"].values(), *table["category"].values()]:
+        assert sct(keyword).scheme == "SCT"
+    private = [entry["code"] for entry in table["private"].values()]
+    assert len(set(private)) == len(private)
+    used = {s.base for s in all_structures()} | {s.name for s in all_structures()}
+    assert set(table["exact"]) | set(table["parent"]) | set(table["private"]) <= used  # no stale entries
 
 
 def test_png_view_conventions(sammed2d_dir: Path) -> None:

@@ -78,20 +78,7 @@ def write_dicom_seg(volume: Volume, labelmap: np.ndarray, labels: dict[int, str]
     descriptions = []
     for number, label_id in enumerate(present, start=1):
         segment_map[np.transpose(source, (2, 1, 0)) == label_id] = number
-        descriptions.append(
-            hd.seg.SegmentDescription(
-                segment_number=number,
-                segment_label=labels[label_id][:64],
-                segmented_property_category=codes.SCT.Organ,
-                segmented_property_type=hd.sr.CodedConcept(
-                    value=f"LIMIS{label_id:04d}", scheme_designator="99LIMIS", meaning=labels[label_id][:64]
-                ),
-                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-                algorithm_identification=hd.AlgorithmIdentificationSequence(
-                    name="LIMIS", version=_version(), family=codes.cid7162.ArtificialIntelligence
-                ),
-            )
-        )
+        descriptions.append(_segment_description(number, labels[label_id]))
     first = volume.dicom_datasets[0]
     seg = hd.seg.Segmentation(
         source_images=volume.dicom_datasets,
@@ -111,6 +98,35 @@ def write_dicom_seg(volume: Volume, labelmap: np.ndarray, labels: dict[int, str]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(str(out_path))
     return out_path
+
+
+def _segment_description(number: int, structure: str):
+    """A SEG segment coded with SNOMED CT (or the listed private code), the side as a type modifier."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    from limis.vocab.codes import structure_code
+
+    coded = structure_code(structure)
+    description = hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=structure[:64],
+        segmented_property_category=_concept(coded.category),
+        segmented_property_type=_concept(coded.type),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=hd.AlgorithmIdentificationSequence(
+            name="LIMIS", version=_version(), family=codes.cid7162.ArtificialIntelligence
+        ),
+    )
+    if coded.modifier is not None:
+        description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [_concept(coded.modifier)]
+    return description
+
+
+def _concept(code):
+    import highdicom as hd
+
+    return hd.sr.CodedConcept(value=code.value, scheme_designator=code.scheme, meaning=code.meaning)
 
 
 def _version() -> str:
