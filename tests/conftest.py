@@ -17,19 +17,28 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 TOTALSEG = SHARED / "totalsegmentator_example"
 SAMMED2D = SHARED / "sammed2d_data_demo"
+# .ci/run sets this: in CI a test whose shared data is missing fails instead of skipping.
+REQUIRE_SHARED_DATA = os.environ.get("LIMIS_REQUIRE_SHARED_DATA") == "1"
+
+
+def missing_shared_data(message: str) -> None:
+    """Skip on a developer machine without ../shared/data; fail in CI, where the data must be present."""
+    if REQUIRE_SHARED_DATA:
+        pytest.fail(f"{message}; CI must have it (LIMIS_REQUIRE_SHARED_DATA=1)", pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def totalseg_dir() -> Path:
     if not (TOTALSEG / "example_ct.nii.gz").exists():
-        pytest.skip(f"shared test data not found at {TOTALSEG} (needs ../shared/data beside the repo)")
+        missing_shared_data(f"shared test data not found at {TOTALSEG} (needs ../shared/data beside the repo)")
     return TOTALSEG
 
 
 @pytest.fixture(scope="session")
 def sammed2d_dir() -> Path:
     if not (SAMMED2D / "images").exists():
-        pytest.skip(f"shared 2D test data not found at {SAMMED2D} (needs ../shared/data beside the repo)")
+        missing_shared_data(f"shared 2D test data not found at {SAMMED2D} (needs ../shared/data beside the repo)")
     return SAMMED2D
 
 
