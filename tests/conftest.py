@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
@@ -85,6 +86,7 @@ class BoxSegmenter:
 
     name = "box-test-double"
     weights_path = None
+    device = torch.device("cpu")
 
     def embed(self, slices):
         from limis.segment.base import Embedding

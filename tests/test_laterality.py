@@ -6,18 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
-from limis.detect.base import Detection
+from limis.detect.base import Detection, Detector
 from limis.imaging import load_image
 from limis.imaging.display import CT_WINDOWS, Plane
 from limis.pipeline.grounded import detect_structure
 from limis.pipeline.slices import slice_image
 
 
-class TwoBoxDetector:
+class TwoBoxDetector(Detector):
     """Returns the same two 'kidney' boxes (screen left and screen right) on every slice."""
 
     name = "two-boxes"
-    understands_laterality = False
 
     def __init__(self, cols: int, rows: int) -> None:
         self.boxes = [(cols * 0.15, rows * 0.4, cols * 0.3, rows * 0.6), (cols * 0.7, rows * 0.4, cols * 0.85, rows * 0.6)]
@@ -44,11 +43,10 @@ def test_left_kidney_from_geometry_on_ct_orientations(totalseg_dir: Path, lps_co
         assert right[0].box[0] < cols / 2
 
 
-class MaskBoxDetector:
+class MaskBoxDetector(Detector):
     """Boxes around given display masks, all reported as the side-free concept asked for."""
 
     name = "mask-boxes"
-    understands_laterality = False
 
     def __init__(self, masks: dict[str, np.ndarray]) -> None:
         self.masks = masks
@@ -79,3 +77,28 @@ def test_left_side_on_png_follows_the_stated_view(sammed2d_dir: Path) -> None:
         picked[view] = chosen[0].phrase
     assert picked["rotated180"] == "left"  # correct view statement: the true left lobe
     assert picked["radiological"] == "right"  # wrong statement flips it: the view must be stated
+
+
+def test_detector_contract_is_declared_and_typos_fail_loudly(box_segmenter) -> None:
+    """Traits are a dataclass (a misspelt trait is a TypeError); a detector outside the contract is refused."""
+    import pytest
+
+    from limis.detect.base import DetectorTraits
+    from limis.pipeline.grounded import GroundedPipeline
+    from limis.segment.cache import EmbeddingCache
+
+    with pytest.raises(TypeError):
+        DetectorTraits(dense_box=True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="traits must be a DetectorTraits"):
+        type("Typo", (Detector,), {"name": "typo", "traits": {"dense_boxes": True}, "detect": lambda self, i, s: []})
+
+    class Undeclared:  # the old duck-typed shape: attributes the pipeline used to probe with getattr
+        name, dense_boxes = "undeclared", True
+
+        def detect(self, image, structures):
+            return []
+
+    with pytest.raises(TypeError, match="not a limis.detect.base.Detector"):
+        GroundedPipeline(Undeclared(), EmbeddingCache(box_segmenter))
+    looping = TwoBoxDetector(40, 30)
+    assert looping.candidate_slices("liver", 2) is None and looping.traits == DetectorTraits()

@@ -1,9 +1,10 @@
-"""The Detector protocol: (displayed slice, structures) -> boxes with scores."""
+"""The Detector contract: (displayed slice, structures) -> boxes with scores, and what the pipeline may assume."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from abc import ABC, abstractmethod
+from typing import Sequence
 
 import numpy as np
 
@@ -39,15 +40,48 @@ class Detection:
     phrase: str
 
 
-@runtime_checkable
-class Detector(Protocol):
-    """Finds boxes for canonical structure names on a displayed slice."""
+@dataclass(frozen=True)
+class DetectorTraits:
+    """What the pipeline may assume about a detector's boxes; defaults describe a plain box detector.
+
+    `understands_laterality`: it answers "kidney_left" itself (else the pipeline asks for "kidney"
+    and picks the patient's side from geometry). `dense_boxes`: a box on every slice the structure
+    covers, so nothing is propagated past them (the oracle). `coarse_boxes`: boxes from a coarse
+    heatmap, which the pipeline grows on the sides the mask runs into.
+    """
+
+    understands_laterality: bool = False
+    dense_boxes: bool = False
+    coarse_boxes: bool = False
+
+
+class Detector(ABC):
+    """Finds boxes for canonical structure names on displayed slices.
+
+    A backend sets `name` and `traits` and implements `detect`; `detect_batch` loops over `detect`
+    unless the backend batches model calls, and `candidate_slices` is None (search every n-th
+    slice) unless the backend knows where a structure lies.
+    """
 
     name: str
+    traits: DetectorTraits = DetectorTraits()
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if not isinstance(cls.traits, DetectorTraits):
+            raise TypeError(f"{cls.__name__}.traits must be a DetectorTraits, not {type(cls.traits).__name__}")
+
+    @abstractmethod
     def detect(self, image: SliceImage, structures: Sequence[str]) -> list[Detection]:
         """All boxes found, any number per structure (e.g. both kidneys for 'kidney'), best first."""
-        ...
+
+    def detect_batch(self, images: Sequence[SliceImage], structures: Sequence[str]) -> list[list[Detection]]:
+        """`detect` for each image, in order."""
+        return [self.detect(image, structures) for image in images]
+
+    def candidate_slices(self, structure: str, plane_axis: int) -> np.ndarray | None:
+        """Indices along canonical `plane_axis` where the structure lies, or None when unknown."""
+        return None
 
 
 def box_from_mask(mask: np.ndarray) -> Box | None:

@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from limis.detect.base import Box, Detection, SliceImage
+from limis.detect.base import Box, Detection, Detector, DetectorTraits, SliceImage
 from limis.detect.body import body_extent
 from limis.train.samples import SliceSample
 
@@ -22,11 +22,11 @@ def _normalise(box: Box, body: tuple[float, float, float, float]) -> tuple[float
     return (box[0] - c0) / width, (box[1] - r0) / height, (box[2] - c0) / width, (box[3] - r0) / height
 
 
-class BoxPriorDetector:
+class BoxPriorDetector(Detector):
     """Detector backend answering every structure with its typical body-relative box."""
 
     name = "box-prior"
-    understands_laterality = True  # boxes live in the radiological display, which is anchored to the patient
+    traits = DetectorTraits(understands_laterality=True)  # boxes live in the radiological display, anchored to the patient
 
     def __init__(self, boxes: dict[str, tuple[float, float, float, float]]) -> None:
         self.boxes = boxes

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from limis.detect.base import Box, Detection, SliceImage
+from limis.detect.base import Box, Detection, Detector, DetectorTraits, SliceImage
 from limis.errors import LimisError
 from limis.weights import load_transformers_model
 
@@ -61,11 +61,11 @@ def _display_box(box: Sequence[float], shape: tuple[int, int]) -> Box:
     )
 
 
-class GroundingDinoDetector:
+class GroundingDinoDetector(Detector):
     """Open-vocabulary boxes for canonical structures on displayed slices; holds no per-image state."""
 
     name = "grounding-dino"
-    understands_laterality = False  # it sees a flipped radiological image and has no notion of patient sides
+    traits = DetectorTraits(understands_laterality=False)  # it sees a flipped radiological image: no patient sides
 
     def __init__(
         self,

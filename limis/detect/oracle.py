@@ -6,11 +6,11 @@ from typing import Sequence
 
 import numpy as np
 
-from limis.detect.base import Box, Detection, SliceImage, box_from_mask
+from limis.detect.base import Box, Detection, Detector, DetectorTraits, SliceImage, box_from_mask
 from limis.imaging.display import display_slice
 
 
-class OracleDetector:
+class OracleDetector(Detector):
     """Tight boxes of reference structures: the box-prompt upper bound of SAM-for-medicine papers.
 
     `labels` must already lie on the image's canonical grid (see `limis.imaging.align`), so
@@ -18,8 +18,7 @@ class OracleDetector:
     """
 
     name = "oracle"
-    understands_laterality = True
-    dense_boxes = True  # a box on every slice the structure covers: no propagation needed
+    traits = DetectorTraits(understands_laterality=True, dense_boxes=True)  # a box on every slice it covers
 
     def __init__(self, labels: np.ndarray, names: dict[int, str]) -> None:
         self.labels = labels
@@ -49,12 +48,11 @@ class OracleDetector:
         return np.flatnonzero(mask.any(axis=other))
 
 
-class ManualDetector:
+class ManualDetector(Detector):
     """Boxes a user drew: {structure: {slice index: [boxes]}} on the plane being segmented."""
 
     name = "manual"
-    understands_laterality = True
-    dense_boxes = False
+    traits = DetectorTraits(understands_laterality=True)
 
     def __init__(self, boxes: dict[str, dict[int, list[Box]]]) -> None:
         self.boxes = boxes

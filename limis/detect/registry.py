@@ -103,7 +103,7 @@ def lite_grounding_embeddings(model, embeddings, device: str):
     from limis.segment.builders import build_litemedsam
     from limis.segment.cache import EmbeddingCache
 
-    return EmbeddingCache(build_litemedsam(device=device), disk_dir=getattr(embeddings, "disk_dir", None))
+    return EmbeddingCache(build_litemedsam(device=device), disk_dir=embeddings.disk_dir if embeddings is not None else None)
 
 
 def _auto_choice(weights: str | None) -> str:

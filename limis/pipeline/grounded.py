@@ -64,6 +64,9 @@ class GroundedPipeline:
     """Drives a Detector and a Segmenter over a volume; holds no per-image state besides its cache."""
 
     def __init__(self, detector: Detector, cache: EmbeddingCache) -> None:
+        if not isinstance(detector, Detector):
+            raise TypeError(f"{type(detector).__name__} is not a limis.detect.base.Detector: subclass it, set `name` "
+                            "and `traits`, implement `detect`")
         self.detector = detector
         self.cache = cache
 
@@ -110,9 +113,9 @@ class GroundedPipeline:
     def _find_seeds(self, volume: Volume, structure: str, window: Window, options: SegmentOptions) -> dict[int, Detection]:
         """Best detection of the structure per examined slice."""
         plane = Plane(options.plane)
-        candidate_slices = getattr(self.detector, "candidate_slices", None)
-        if candidate_slices is not None:  # oracle / manual: look exactly where the boxes are
-            indices = candidate_slices(structure, _PLANE_SLICE_AXIS[plane]).tolist()
+        known = self.detector.candidate_slices(structure, _PLANE_SLICE_AXIS[plane])
+        if known is not None:  # oracle / manual: look exactly where the boxes are
+            indices = known.tolist()
         else:
             indices = list(range(0, slice_count(volume.shape, plane), max(1, options.detect_stride)))
         images = [slice_image(volume, plane, i, window) for i in indices]
@@ -122,7 +125,7 @@ class GroundedPipeline:
             good = [d for d in detections if d.score >= options.min_detection_score]
             if good:
                 seeds[image.geometry.index] = max(good, key=lambda d: d.score)
-        if candidate_slices is None:
+        if known is None:
             seeds = strongest_run(seeds, max(1, options.detect_stride))
         return seeds
 
@@ -138,7 +141,7 @@ class GroundedPipeline:
         """Segment from the best seed outward; seeds re-anchor the box, gaps reuse the last mask's box."""
         plane = Plane(options.plane)
         count = slice_count(volume.shape, plane)
-        every_slice_seeded = bool(getattr(self.detector, "dense_boxes", False))
+        every_slice_seeded = self.detector.traits.dense_boxes
         low, high = min(seeds), max(seeds)
         reach = 0 if every_slice_seeded else max(1, options.detect_stride) - 1
         first, last = max(0, low - reach), min(count - 1, high + reach)
@@ -158,7 +161,7 @@ class GroundedPipeline:
                 box = _next_box(index, seeds, previous, options.propagation_margin, images[index].pixels.shape)
                 if box is None:
                     break
-                rounds = options.refine_coarse_boxes if index in seeds and getattr(self.detector, "coarse_boxes", False) else 0
+                rounds = options.refine_coarse_boxes if index in seeds and self.detector.traits.coarse_boxes else 0
                 result = self._segment_box(embeddings[index], box, rounds)
                 done += 1
                 if progress:
@@ -249,10 +252,9 @@ def detect_structure(detector: Detector, images: Sequence[SliceImage], structure
     from limis.vocab import get_structure
 
     entry = get_structure(structure)
-    asks_side = entry.laterality is not None and not getattr(detector, "understands_laterality", False)
+    asks_side = entry.laterality is not None and not detector.traits.understands_laterality
     query = entry.base if asks_side else structure
-    batch = getattr(detector, "detect_batch", None)
-    raw = batch(list(images), [query]) if batch else [detector.detect(image, [query]) for image in images]
+    raw = detector.detect_batch(list(images), [query])
     if asks_side:
         raw = [
             [Detection(structure, d.box, d.score, d.phrase) for d in keep_side(dets, entry.laterality, image)]

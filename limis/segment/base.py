@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from limis.detect.base import Box
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,15 @@ class Embedding:
 
 @runtime_checkable
 class Segmenter(Protocol):
-    """Encodes slices once, then turns prompts into masks many times."""
+    """Encodes slices once, then turns prompts into masks many times.
+
+    `name` and `weights_path` identify the embeddings (caches never mix models); `device` is where
+    it runs (a GPU batches encodes).
+    """
 
     name: str
+    weights_path: str | None
+    device: torch.device
 
     def embed(self, slices: Sequence[np.ndarray]) -> list[Embedding]:
         """Encode displayed slices (float32 (rows, cols) in [0, 1]) as one batch."""
