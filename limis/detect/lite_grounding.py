@@ -7,10 +7,12 @@ keeps the scan's field of view (1-2 mm per input pixel on abdominal scans), so t
 gets each cell's physical position (mm from the trunk centre), its trunk-relative position and
 whether it lies on the image or on the padding. A structure's MiniLM text embedding becomes a
 query; a softmax over background and every known concept gives each cell's probability. Regions
-of the heatmap give boxes scored by their peak, so "not present" is a low peak.
+of the heatmap give boxes scored by their peak, so "not present" is a low peak. A region counts when
+its peak reaches the concept's presence threshold (chosen on held-out patients).
 
 Paired structures are learned side-free ("kidney"): the pipeline picks the patient's side from
-image geometry, never from where a side sat on the training screens.
+image geometry, never from where a side sat on the training screens. An unpaired structure is one
+box per slice, around its confident regions (a liver cut into two lobes on its upper slices).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
-from limis.detect.base import Detection, SliceImage
+from limis.detect.base import Detection, Detector, DetectorTraits, SliceImage
 from limis.detect.body import body_extent, estimated_pixel_mm
 from limis.errors import LimisError, WeightsNotFoundError
 
@@ -53,6 +55,14 @@ def concept_of(structure: str) -> str:
     from limis.vocab import all_structures
 
     return next((s.base for s in all_structures() if s.name == structure), structure)
+
+
+@lru_cache(maxsize=None)
+def is_paired(concept: str) -> bool:
+    """Whether a side-free concept stands for a left and a right structure ("kidney" yes, "liver" no)."""
+    from limis.vocab import all_structures
+
+    return any(s.base == concept and s.laterality is not None for s in all_structures())
 
 
 def concept_text(concept: str) -> str:
@@ -151,6 +161,7 @@ class HeadConfig:
     min_region_mm2: float = 100.0  # smaller regions are noise
     presence_thresholds: dict[str, float] = field(default_factory=dict)
     region_fraction: float = 0.7  # a concept with a low presence threshold outlines its regions lower too
+    merge_fraction: float = 0.5  # an unpaired structure's box spans the regions whose peak reaches this share of the best
 
     def presence(self, concept: str) -> float:
         return self.presence_thresholds.get(concept, self.presence_threshold)
@@ -259,7 +270,7 @@ def check_encoder(model: LiteGroundingModel, segmenter: Any) -> None:
                          "use the shipped lite_medsam.pth or retrain the head.")
 
 
-class LiteGroundingDetector:
+class LiteGroundingDetector(Detector):
     """Detector backend: a shared read-only model bound to one caller's embedding cache.
 
     Cheap to create: the demo makes one per browser session over that session's cache, so
@@ -269,8 +280,7 @@ class LiteGroundingDetector:
     """
 
     name = "lite-grounding"
-    understands_laterality = False
-    coarse_boxes = True  # boxes come from a 4-pixel-cell heatmap: the pipeline tightens them with the segmenter
+    traits = DetectorTraits(coarse_boxes=True)  # side-free; boxes from a 4-pixel-cell heatmap, tightened by the pipeline
 
     def __init__(self, model: LiteGroundingModel, embeddings: SliceEmbeddings, remembered: int = 160) -> None:
         check_encoder(model, embeddings.segmenter)
@@ -314,17 +324,26 @@ class LiteGroundingDetector:
         return found
 
     def _regions(self, structure: str, concept: str, heat: np.ndarray, pixel_mm: tuple[float, float]) -> list[Detection]:
-        """One detection per connected region above threshold, scored by its peak probability."""
+        """Detections from the connected regions above threshold whose peak shows the concept present.
+
+        Paired concepts give one detection per region (the pipeline chooses the side); an unpaired
+        structure gives one detection around its regions nearly as confident as the best (liver lobes
+        cut apart on upper slices), never around a faint stray one. Each is scored by its peak probability.
+        """
         config = self.model.config
         labelled, count = ndimage.label(heat > config.region(concept))
         min_pixels = config.min_region_mm2 / (pixel_mm[0] * pixel_mm[1])
-        detections = []
+        regions = []
         for region in range(1, count + 1):
             rr, cc = np.nonzero(labelled == region)
             peak = float(heat[rr, cc].max())
-            if rr.size < min_pixels or peak < config.presence(concept):
-                continue
-            box = (float(cc.min()), float(rr.min()), float(cc.max()), float(rr.max()))
-            if box[2] > box[0] and box[3] > box[1]:
-                detections.append(Detection(structure, box, peak, concept_text(concept)))
-        return detections
+            if rr.size >= min_pixels and peak >= config.presence(concept):
+                regions.append(((cc.min(), rr.min(), cc.max(), rr.max()), peak))
+        if len(regions) > 1 and not is_paired(concept):
+            best = max(peak for _, peak in regions)
+            boxes = np.array([box for box, peak in regions if peak >= config.merge_fraction * best])
+            union = (boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max())
+            regions = [(union, max(peak for _, peak in regions))]
+        phrase = concept_text(concept)
+        return [Detection(structure, tuple(float(v) for v in box), peak, phrase)
+                for box, peak in regions if box[2] > box[0] and box[3] > box[1]]
