@@ -1,26 +1,64 @@
-"""The benchmark's bookkeeping (never its timings): the second query must encode nothing."""
+"""The benchmark's bookkeeping (never its timings): the second query encodes nothing, changed masks show."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from limis.detect.registry import build_detector
 from limis.imaging import load_image
 from limis.imaging.phantom import make_phantom
-from limis.pipeline.bench import run_benchmark
+from limis.eval.bench import agreement, run_benchmark
+from limis.pipeline.grounded import VolumeSegmentation
+
+
+class ShrinkingSegmenter:
+    """The box test double with one pixel row less: a "runtime" whose masks differ from the reference's."""
+
+    name, weights_path, device = "shrinking-test-double", None, torch.device("cpu")
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def embed(self, slices):
+        return self.inner.embed(slices)
+
+    def segment(self, embedding, prompts):
+        results = self.inner.segment(embedding, prompts)
+        for result in results:
+            rows = result.mask.any(axis=1).nonzero()[0]
+            if rows.size > 1:
+                result.mask[rows[-1]] = False
+        return results
 
 
 def test_bench_phases(tmp_path: Path, box_segmenter) -> None:
     paths = make_phantom(tmp_path)
     volume = load_image(paths["image"])
-    detector = build_detector("oracle", volume=volume, labels=paths["labels"], label_map=paths["label_map"])
-    report = run_benchmark(volume, detector, box_segmenter, ["kidney_left", "kidney_right"])
-    first, second, naive = report["phases"]
-    assert first["encoded_slices"] > 0 and second["encoded_slices"] == 0
-    assert naive["encoded_slices"] > first["encoded_slices"]  # the naive loop re-encodes shared slices
-    assert report["speedup_second_vs_first"] > 0 and report["encoder_batch_size"] == 1
+
+    def oracle(cache):
+        return build_detector("oracle", volume=volume, labels=paths["labels"], label_map=paths["label_map"])
+
+    report = run_benchmark(volume, oracle, {"torch": box_segmenter, "other": ShrinkingSegmenter(box_segmenter)},
+                           ["liver", "kidney_left"], edits=6)
+    cold_torch, cold_other, cached = report["phases"]
+    assert cold_torch["encoded_slices"] > 0 and cold_other["encoded_slices"] == cold_torch["encoded_slices"]
+    assert cached["runtime"] == "other" and cached["encoded_slices"] == 0  # the second query encodes nothing
+    assert report["dice_vs_torch"]["torch"] == {"liver": 1.0, "kidney_left": 1.0}
+    assert 0.5 < report["dice_vs_torch"]["other"]["liver"] < 1.0  # the changed masks show up
+    assert report["edit_ms"]["count"] == 6 and report["found"]["other"] == ["liver", "kidney_left"]
+
+
+def test_agreement_counts_both_empty_as_equal() -> None:
+    empty = np.zeros((4, 4, 2), dtype=np.uint16)
+    one = empty.copy()
+    one[1:3, 1:3, 0] = 1
+    same = agreement(VolumeSegmentation(empty, {1: "liver"}), VolumeSegmentation(empty, {1: "liver"}))
+    missed = agreement(VolumeSegmentation(one, {1: "liver"}), VolumeSegmentation(empty, {1: "liver"}))
+    assert same == {"liver": 1.0} and missed == {"liver": 0.0}
 
 
 def test_disk_cache_serves_any_position_and_survives_a_new_process(tmp_path: Path) -> None:
@@ -29,12 +67,11 @@ def test_disk_cache_serves_any_position_and_survives_a_new_process(tmp_path: Pat
     from limis.pipeline.slices import slice_image
     from limis.segment.cache import EmbeddingCache
 
-    import torch
 
     from limis.segment.base import Embedding
 
     class TensorEncoder:
-        name, weights_path = "tensor-test-double", None
+        name, weights_path, device = "tensor-test-double", None, torch.device("cpu")
 
         def embed(self, slices):
             return [Embedding(torch.tensor([float(s.sum())]), tuple(s.shape), tuple(s.shape)) for s in slices]

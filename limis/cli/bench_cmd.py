@@ -1,8 +1,9 @@
-"""`limis bench`: time and memory of cold, cached and naive 3D queries; prints ratios."""
+"""`limis bench`: one run, ratios only: cold 3D query per encoder runtime, cached query, edit latency, peak RSS."""
 
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import typer
@@ -10,38 +11,73 @@ from rich.table import Table
 
 from limis.cli.app import app, console
 
+EPILOG = ("Example: limis bench ../shared/data/totalsegmentator_example/dicom_example_ct "
+          "-s liver -s spleen -s aorta -s stomach --runtimes torch,onnxruntime")
 
-@app.command("bench", epilog="Example: limis bench ct.nii.gz --labels ref.nii.gz --label-map map.json -s kidney_left -s spleen")
+
+@app.command("bench", epilog=EPILOG)
 def bench(
     image: Path = typer.Argument(..., help="Image to benchmark on."),
-    labels: Path = typer.Option(..., "--labels", help="Reference labelmap (oracle boxes keep detection cost out)."),
-    label_map: Path = typer.Option(..., "--label-map", help="JSON id -> name table of --labels."),
-    structures: list[str] = typer.Option(["kidney_left", "spleen"], "-s", "--structure", help="Structures per query."),
-    segmenter: str = typer.Option("litemedsam", "--segmenter"),
-    weights: str = typer.Option(None, "--weights"),
+    structures: list[str] = typer.Option(["liver", "spleen", "aorta", "stomach"], "-s", "--structure",
+                                         help="Structures of the 3D query."),
+    detector: str = typer.Option("auto", "--detector", help="auto | lite-grounding | grounding-dino | oracle (needs --labels)."),
+    detector_weights: str = typer.Option(None, "--detector-weights"),
+    labels: Path = typer.Option(None, "--labels", help="Reference labelmap for the oracle detector."),
+    label_map: Path = typer.Option(None, "--label-map", help="JSON id -> name table of --labels."),
+    runtimes: str = typer.Option("torch,onnxruntime", "--runtimes",
+                                 help="Encoder runtimes to compare, the reference first (masks are compared with it)."),
+    weights: str = typer.Option(None, "--weights", help="LiteMedSAM checkpoint (default: shipped)."),
     device: str = typer.Option("cpu", "--device"),
+    edits: int = typer.Option(20, "--edits", help="Language edits timed on the last runtime."),
+    segment_rss: bool = typer.Option(True, "--segment-rss/--no-segment-rss",
+                                     help="Also run `limis segment` in a fresh process and report its peak RSS."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Benchmark the embedding cache: first query, second query, naive re-encoding loop."""
+    """Benchmark LiteMedSAM encoder runtimes on one image, with the masks each gives."""
     from limis.detect.registry import build_detector
+    from limis.eval.bench import run_benchmark, segment_command_peak_rss_mib
     from limis.imaging import load_image
-    from limis.pipeline.bench import run_benchmark
-    from limis.segment.builders import build_segmenter
+    from limis.segment.builders import build_litemedsam
 
+    chosen = [r.strip() for r in runtimes.split(",") if r.strip()]
     volume = load_image(image)
-    detector = build_detector("oracle", volume=volume, labels=labels, label_map=label_map)
-    report = run_benchmark(volume, detector, build_segmenter(segmenter, weights, device), structures)
-    report.update({"image": str(image), "structures": structures, "segmenter": segmenter, "device": device})
+    segmenters = {r: build_litemedsam(weights, device, runtime=r) for r in chosen}
+
+    def detector_for(cache):
+        return build_detector(detector, volume=volume, weights=detector_weights, labels=labels, label_map=label_map,
+                              device=device, embeddings=cache)
+
+    report = run_benchmark(volume, detector_for, segmenters, structures, edits=edits)
+    if segment_rss:
+        with tempfile.TemporaryDirectory(prefix="limis-bench-") as folder:
+            arguments = [str(image), *structures, "-o", str(Path(folder) / "out.nii.gz"), "--detector", detector]
+            rss, code = segment_command_peak_rss_mib(arguments)
+        report["segment_command"] = {"peak_rss_mib": rss, "exit_code": code}
+    report.update({"image": image.name, "structures": structures, "detector": detector, "device": device})
     if as_json:
         console.print_json(json.dumps(report))
         return
-    table = Table(title=f"limis bench: {', '.join(structures)} on {image.name} ({device})")
-    for column in ("phase", "seconds", "peak RSS (MiB)", "slices encoded"):
+    _print(report, chosen)
+
+
+def _print(report: dict, runtimes: list[str]) -> None:
+    table = Table(title=f"limis bench: {', '.join(report['structures'])} on {report['image']} ({report['device']})")
+    for column in ("phase", "runtime", "seconds", "peak RSS (MiB)", "slices encoded"):
         table.add_column(column)
     for phase in report["phases"]:
-        table.add_row(phase["phase"], f"{phase['seconds']:.2f}", f"{phase['peak_rss_mib']:.0f}", str(phase["encoded_slices"]))
+        table.add_row(phase["phase"], phase["runtime"], f"{phase['seconds']:.2f}", f"{phase['peak_rss_mib']:.0f}",
+                      str(phase["encoded_slices"]))
     console.print(table)
-    console.print(f"second query is {report['speedup_second_vs_first']:.1f}x faster than the first, "
-                  f"{report['speedup_second_vs_naive']:.1f}x faster than the naive loop; "
-                  f"the cold query (encoder batch {report['encoder_batch_size']}) runs at "
-                  f"{report['speedup_first_vs_naive']:.2f}x the naive loop's speed.")
+    reference = runtimes[0]
+    for runtime, ratio in report[f"cold_speedup_vs_{reference}"].items():
+        agreement = report[f"dice_vs_{reference}"][runtime]
+        worst = min(agreement.values()) if agreement else float("nan")
+        console.print(f"cold query with {runtime}: {ratio:.2f}x the speed of {reference}; "
+                      f"lowest per-structure Dice vs {reference} {worst:.4f}; found {', '.join(report['found'][runtime]) or 'nothing'}")
+    console.print(f"second query (cached embeddings): {report['cached_speedup_vs_cold']:.1f}x faster than its cold query")
+    edit = report["edit_ms"]
+    console.print(f"language edit on {edit['structure']}: median {edit['median']:.0f} ms over {edit['count']} edits"
+                  if edit["count"] else f"language edit: {edit['structure']} not found on the opening slice; not timed")
+    if "segment_command" in report:
+        console.print(f"`limis segment` in a fresh process: peak RSS {report['segment_command']['peak_rss_mib']:.0f} MiB "
+                      f"(exit {report['segment_command']['exit_code']})")

@@ -1,33 +1,40 @@
-"""Speed and memory of a full 3D query, a second query on cached embeddings, and the naive loop.
+"""Speed and memory of the 3D query per encoder runtime, a cached second query and language edits.
 
 Timings are wall-clock on this machine; compare only ratios from one run. Peak memory is the
 process's resident-set high-water mark above its level at the start of each phase, sampled
-every 10 ms (torch's CPU allocations are invisible to tracemalloc).
+every 10 ms (torch's CPU allocations are invisible to tracemalloc). Masks of every runtime are
+compared with the first runtime's (torch fp32), so a faster runtime that changes the answer shows.
 """
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import psutil
 
+from limis.eval.metrics import dice
 from limis.imaging.volume import Volume
-from limis.pipeline.grounded import GroundedPipeline, SegmentOptions
+from limis.pipeline.grounded import GroundedPipeline, SegmentOptions, VolumeSegmentation
 from limis.segment.cache import EmbeddingCache
+
+DetectorFactory = Callable[[EmbeddingCache], object]  # builds the detector over one runtime's cache
+EDITS = ("bigger", "smaller")  # a language edit re-runs only the prompt encoder and mask decoder
 
 
 @dataclass(frozen=True)
 class PhaseResult:
     phase: str
+    runtime: str
     seconds: float
     peak_rss_mib: float
     encoded_slices: int
 
 
-def _measure(phase: str, run: Callable[[], int]) -> PhaseResult:
+def _measure(phase: str, runtime: str, run: Callable[[], int]) -> PhaseResult:
     process = psutil.Process()
     start_rss = process.memory_info().rss
     peak = [start_rss]
@@ -45,36 +52,84 @@ def _measure(phase: str, run: Callable[[], int]) -> PhaseResult:
     seconds = time.perf_counter() - began
     done.set()
     sampler.join()
-    return PhaseResult(phase, seconds, (peak[0] - start_rss) / 2**20, encoded)
+    return PhaseResult(phase, runtime, seconds, (peak[0] - start_rss) / 2**20, encoded)
 
 
-def run_benchmark(volume: Volume, detector, segmenter, structures: Sequence[str],
-                  options: SegmentOptions = SegmentOptions()) -> dict:
-    """Three phases on one volume; returns their results and the speed ratios."""
-    cache = EmbeddingCache(segmenter)
-    cached = GroundedPipeline(detector, cache)
+def _query(pipeline: GroundedPipeline, volume: Volume, structures: Sequence[str], options: SegmentOptions,
+           answers: list[VolumeSegmentation]) -> Callable[[], int]:
+    def run() -> int:
+        before = pipeline.cache.misses
+        answers.append(pipeline.segment(volume, structures, options))
+        return pipeline.cache.misses - before
 
-    def query() -> int:
-        before = cache.misses
-        cached.segment(volume, structures, options)
-        return cache.misses - before
+    return run
 
-    def naive() -> int:
-        # the naive loop: a fresh cache per structure and one slice per encoder call
-        encoded = 0
-        for structure in structures:
-            fresh = EmbeddingCache(segmenter, batch_size=1)
-            GroundedPipeline(detector, fresh).segment(volume, [structure], options)
-            encoded += fresh.misses
-        return encoded
 
-    first = _measure(f"first query (cold, encoder batch {cache.batch_size})", query)
-    second = _measure("second query (cached embeddings)", query)
-    loop = _measure("naive loop (re-encode per query)", naive)
+def edit_latency_ms(volume: Volume, cache: EmbeddingCache, detector, structure: str, edits: int) -> list[float]:
+    """Milliseconds of each of `edits` language edits on the slice where `structure` was found."""
+    from limis.interact.session import Session
+
+    session = Session(volume, cache, detector=detector)
+    session.apply(structure.replace("_", " "))
+    if session.mask(structure) is None:
+        return []
+    times = []
+    for turn in range(edits):
+        began = time.perf_counter()
+        session.apply(EDITS[turn % len(EDITS)])
+        times.append(1000.0 * (time.perf_counter() - began))
+    return times
+
+
+def run_benchmark(volume: Volume, detector_for: DetectorFactory, segmenters: Mapping[str, object],
+                  structures: Sequence[str], options: SegmentOptions = SegmentOptions(), edits: int = 20) -> dict:
+    """Cold query per runtime (the first is the reference), then a cached query and edits on the last one."""
+    phases, answers, cache, detector = [], {}, None, None
+    for runtime, segmenter in segmenters.items():
+        cache = EmbeddingCache(segmenter)
+        detector = detector_for(cache)
+        found: list[VolumeSegmentation] = []
+        phases.append(_measure("cold query", runtime, _query(GroundedPipeline(detector, cache), volume, structures, options, found)))
+        answers[runtime] = found[0]
+    fastest = list(segmenters)[-1]
+    phases.append(_measure("second query (cached embeddings)", fastest,
+                           _query(GroundedPipeline(detector, cache), volume, structures, options, [])))
+    latencies = edit_latency_ms(volume, cache, detector, structures[0], edits)
+    cold = {p.runtime: p.seconds for p in phases if p.phase == "cold query"}
+    reference = list(segmenters)[0]
     return {
-        "phases": [asdict(p) for p in (first, second, loop)],
-        "speedup_second_vs_first": first.seconds / max(second.seconds, 1e-9),
-        "speedup_second_vs_naive": loop.seconds / max(second.seconds, 1e-9),
-        "speedup_first_vs_naive": loop.seconds / max(first.seconds, 1e-9),
-        "encoder_batch_size": cache.batch_size,
+        "phases": [asdict(p) for p in phases],
+        "cold_speedup_vs_" + reference: {r: cold[reference] / max(s, 1e-9) for r, s in cold.items()},
+        "cached_speedup_vs_cold": cold[fastest] / max(phases[-1].seconds, 1e-9),
+        "edit_ms": {"structure": structures[0], "count": len(latencies),
+                    "median": statistics.median(latencies) if latencies else None,
+                    "max": max(latencies) if latencies else None},
+        "dice_vs_" + reference: {r: agreement(answers[reference], answer) for r, answer in answers.items()},
+        "found": {r: [row.structure for row in answer.results if row.found] for r, answer in answers.items()},
     }
+
+
+def agreement(reference: VolumeSegmentation, other: VolumeSegmentation) -> dict[str, float]:
+    """3D Dice per structure between two runs' labelmaps (1.0 when both leave it empty)."""
+    scores = {}
+    for label_id, name in reference.labels.items():
+        mine, theirs = reference.labelmap == label_id, other.labelmap == label_id
+        scores[name] = 1.0 if not mine.any() and not theirs.any() else float(dice(theirs, mine))
+    return scores
+
+
+def segment_command_peak_rss_mib(arguments: Sequence[str]) -> tuple[float, int]:
+    """Peak resident set (MiB) and exit code of one `limis segment ...` run in a fresh process.
+
+    A child process, so its high-water mark is its own (Linux reports ru_maxrss in KiB).
+    """
+    import resource
+    import subprocess
+    import sys
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    done = subprocess.run([sys.executable, "-m", "limis.cli", "segment", *arguments], capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if after <= before:  # an earlier child peaked higher; ru_maxrss keeps the maximum over all children
+        raise RuntimeError("measure the segment command's RSS before any larger child process runs")
+    return after / 1024.0, done.returncode
