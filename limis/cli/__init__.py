@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -12,21 +13,43 @@ from limis.errors import LimisError
 # Importing the verb modules registers their commands on `app`.
 from limis.cli import bench_cmd, chat_cmd, demo_cmd, eval_cmd, example_cmd, info_cmd, segment_cmd, train_cmd, vocab_cmd  # noqa: E402,F401
 
+INTERRUPTED = 130  # typer returns this, silently, on Ctrl-C
+# Verbs whose files are staged and moved into place together, so an interrupt leaves none behind.
+ALL_OR_NOTHING = ("segment", "chat", "info", "vocab")
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user mistakes print one line and return 2, never a traceback."""
+    """Run the CLI; user mistakes print one line and return 2, never a traceback.
+
+    Library warnings (pydicom, PIL, nibabel) raised on the way to a user error are dropped so
+    the error stays one line; after any other outcome they are shown as usual.
+    """
+    import click
+
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            code = _run(argv)
+        except LimisError as error:
+            console_err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            return 2
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            code = INTERRUPTED
+        if code == INTERRUPTED:
+            command = next((arg for arg in (argv if argv is not None else sys.argv[1:]) if not arg.startswith("-")), "")
+            console_err.print("interrupted, nothing written" if command in ALL_OR_NOTHING else "interrupted")
+            return code
+    for warning in caught:
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     import click
 
     try:
         result = app(args=argv if argv is not None else sys.argv[1:], prog_name="limis", standalone_mode=False)
-    except LimisError as error:
-        console_err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        return 2
     except click.exceptions.Exit as done:
         return int(done.exit_code)
-    except click.exceptions.Abort:
-        console_err.print("aborted")
-        return 130
     except click.ClickException as error:
         error.show()
         return int(error.exit_code)

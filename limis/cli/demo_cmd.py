@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import typer
 
 from limis.cli.app import app, console, console_err
+from limis.errors import LimisError
 
 EPILOG = ("Examples: limis demo  ·  limis demo --port 8080 --log-dir study-logs  ·  "
           "limis demo --host 0.0.0.0 --auth-file collaborators.txt --max-upload-mb 256")
@@ -33,6 +35,7 @@ def demo(
     """Serve the interactive web demo: upload or pick the example case, type 'left kidney', refine, download."""
     from limis.demo.config import DemoConfig, parse_auth, read_auth_file
 
+    check_port_free(host, port)
     credentials = read_auth_file(auth_file) if auth_file else ((parse_auth(auth),) if auth else ())
     chosen = {
         "max_upload_mb": max_upload_mb, "concurrency_limit": concurrency, "log_dir": log_dir, "task_file": task_file,
@@ -48,3 +51,19 @@ def demo(
 
     console.print(f"LIMIS demo on http://{host}:{port} (Ctrl-C to stop)", highlight=False)
     launch(config)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another program already listens on, before the server or its temp folder starts."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise LimisError(f"--host {host}: not a usable address ({error}); use 127.0.0.1 or this machine's IP.") from error
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: a closed port in TIME_WAIT is free
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise LimisError(f"port {port} on {host} is in use or not allowed ({error.strerror}); "
+                             "pass another --port or stop the program using it.") from error
