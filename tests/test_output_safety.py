@@ -101,13 +101,23 @@ def test_demo_on_a_busy_port_is_one_line(capsys) -> None:
 # --- 11. smaller ---------------------------------------------------------------------------------
 
 def test_library_warnings_do_not_surround_the_error_line(monkeypatch, tmp_path: Path, capsys) -> None:
+    import logging
+    import logging.handlers
+
     def noisy(*args, **kwargs):
         warnings.warn("VR of 'DS' is invalid", UserWarning)
+        logging.getLogger("nibabel.global").error("pixdim[1,2,3] should be non-zero; setting 0 dims to 1")
         raise ImageReadError("scan.dcm: not readable; re-export it.")
 
+    nibabel_output = logging.handlers.BufferingHandler(capacity=100)  # stands in for nibabel's own stderr handler
+    logging.getLogger("nibabel.global").addHandler(nibabel_output)
     monkeypatch.setattr("limis.imaging.readers._load_any", noisy)
-    assert main(["info", str(tmp_path / "scan.dcm")]) == 2
+    try:
+        assert main(["info", str(tmp_path / "scan.dcm")]) == 2
+    finally:
+        logging.getLogger("nibabel.global").removeHandler(nibabel_output)
     assert "not readable" in one_error_line(capsys)
+    assert nibabel_output.buffer == []
 
 
 def test_sidecar_records_the_input_hash_not_its_name(tmp_path: Path) -> None:

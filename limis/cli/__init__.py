@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 
@@ -19,14 +20,10 @@ ALL_OR_NOTHING = ("segment", "chat", "info", "vocab")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user mistakes print one line and return 2, never a traceback.
-
-    Library warnings (pydicom, PIL, nibabel) raised on the way to a user error are dropped so
-    the error stays one line; after any other outcome they are shown as usual.
-    """
+    """Run the CLI; user mistakes print one line and return 2, never a traceback."""
     import click
 
-    with warnings.catch_warnings(record=True) as caught:
+    with HeldLibraryNoise() as noise:
         try:
             code = _run(argv)
         except LimisError as error:
@@ -34,13 +31,42 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         except (click.exceptions.Abort, KeyboardInterrupt):
             code = INTERRUPTED
-        if code == INTERRUPTED:
-            command = next((arg for arg in (argv if argv is not None else sys.argv[1:]) if not arg.startswith("-")), "")
-            console_err.print("interrupted, nothing written" if command in ALL_OR_NOTHING else "interrupted")
-            return code
-    for warning in caught:
-        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    if code == INTERRUPTED:
+        command = next((arg for arg in (argv if argv is not None else sys.argv[1:]) if not arg.startswith("-")), "")
+        console_err.print("interrupted, nothing written" if command in ALL_OR_NOTHING else "interrupted")
+        return code
+    noise.show()
     return code
+
+
+class HeldLibraryNoise:
+    """Hold Python warnings and nibabel's header-fix log lines while a command runs.
+
+    pydicom, PIL and nibabel complain about the very files that then fail with one `error:`
+    line; held, they are dropped on a user error and shown (`show`) after any other outcome.
+    """
+
+    def __enter__(self) -> HeldLibraryNoise:
+        self._catcher = warnings.catch_warnings(record=True)
+        self.warnings = self._catcher.__enter__()
+        self.records: list[logging.LogRecord] = []
+        self._logger = logging.getLogger("nibabel.global")  # nibabel logs header fixes here, to its own stderr handler
+        self._logger.addFilter(self._hold)
+        return self
+
+    def _hold(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+    def __exit__(self, *exc_info) -> None:
+        self._logger.removeFilter(self._hold)
+        self._catcher.__exit__(*exc_info)
+
+    def show(self) -> None:
+        for caught in self.warnings:
+            warnings.showwarning(caught.message, caught.category, caught.filename, caught.lineno)
+        for record in self.records:
+            self._logger.handle(record)
 
 
 def _run(argv: list[str] | None) -> int:

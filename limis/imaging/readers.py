@@ -62,10 +62,12 @@ def _warn(volume: Volume, line: str) -> None:
 
 
 def replace_non_finite(volume: Volume) -> Volume:
-    """Set NaN/inf voxels to the finite image minimum and record one warning; refuse an image with none finite.
+    """Set NaN/inf voxels to the finite image minimum and record one warning; refuse an image with none finite (or none).
 
     NaN spreads through windowing and the models, so a present organ would come out "not found".
     """
+    if volume.array.size == 0:
+        raise ImageReadError(f"{volume.path}: the image has no voxels (shape {volume.source_shape}); re-export it.")
     finite = np.isfinite(volume.array)
     bad = int(finite.size - np.count_nonzero(finite))
     if bad == 0:
@@ -275,7 +277,7 @@ def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Pat
 
 
 def _zip_too_big(path: Path, cap: int) -> ImageReadError:
-    return ImageReadError(f"{path}: archive unpacks to more than {cap / 1024**3:.2f} GiB, over the limit; "
+    return ImageReadError(f"{path}: archive unpacks to more than {cap / 1024**2:.0f} MiB, over the limit; "
                           "split the series or raise LIMIS_MAX_IMAGE_BYTES.")
 
 
