@@ -335,8 +335,8 @@ def load_dicom_files(files: Iterable[Path], *, source: str) -> Volume:
     if note:
         _warn(volume, note)
     if generated:
-        _warn(volume, f"the series has blank {', '.join(generated)}; derived stable ones from its pixel data "
-                      "(the same input always gets the same UIDs)")
+        _warn(volume, f"the series has blank {', '.join(generated)}; filled them from its file meta or a stable hash "
+                      "of its pixel data (the same input always gets the same UIDs)")
     return volume
 
 
