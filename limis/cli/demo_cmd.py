@@ -35,7 +35,6 @@ def demo(
     """Serve the interactive web demo: upload or pick the example case, type 'left kidney', refine, download."""
     from limis.demo.config import DemoConfig, parse_auth, read_auth_file
 
-    check_port_free(host, port)
     credentials = read_auth_file(auth_file) if auth_file else ((parse_auth(auth),) if auth else ())
     chosen = {
         "max_upload_mb": max_upload_mb, "concurrency_limit": concurrency, "log_dir": log_dir, "task_file": task_file,
@@ -43,6 +42,7 @@ def demo(
         "asr_model": asr_model,
     }
     config = DemoConfig(host=host, port=port, auth=credentials, **{k: v for k, v in chosen.items() if v is not None})
+    check_port_free(host, port)
     if host not in ("127.0.0.1", "localhost") and not credentials:
         console_err.print(f"[yellow]warning:[/] serving on {host} without --auth: anyone who can reach this port "
                           "can upload images and use the demo.", highlight=False)
