@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import warnings
 
 import typer
 
@@ -12,21 +14,68 @@ from limis.errors import LimisError
 # Importing the verb modules registers their commands on `app`.
 from limis.cli import bench_cmd, chat_cmd, demo_cmd, eval_cmd, example_cmd, info_cmd, segment_cmd, train_cmd, vocab_cmd  # noqa: E402,F401
 
+INTERRUPTED = 130  # typer returns this, silently, on Ctrl-C
+# Verbs whose files are staged and moved into place together, so an interrupt leaves none behind.
+ALL_OR_NOTHING = ("segment", "chat", "info", "vocab")
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user mistakes print one line and return 2, never a traceback."""
     import click
 
+    with HeldLibraryNoise() as noise:
+        try:
+            code = _run(argv)
+        except LimisError as error:
+            console_err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            return 2
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            code = INTERRUPTED
+    if code == INTERRUPTED:
+        command = next((arg for arg in (argv if argv is not None else sys.argv[1:]) if not arg.startswith("-")), "")
+        console_err.print("interrupted, nothing written" if command in ALL_OR_NOTHING else "interrupted")
+        return code
+    noise.show()
+    return code
+
+
+class HeldLibraryNoise:
+    """Hold Python warnings and nibabel's header-fix log lines while a command runs.
+
+    pydicom, PIL and nibabel complain about the very files that then fail with one `error:`
+    line; held, they are dropped on a user error and shown (`show`) after any other outcome.
+    """
+
+    def __enter__(self) -> HeldLibraryNoise:
+        self._catcher = warnings.catch_warnings(record=True)
+        self.warnings = self._catcher.__enter__()
+        self.records: list[logging.LogRecord] = []
+        self._logger = logging.getLogger("nibabel.global")  # nibabel logs header fixes here, to its own stderr handler
+        self._logger.addFilter(self._hold)
+        return self
+
+    def _hold(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+    def __exit__(self, *exc_info) -> None:
+        self._logger.removeFilter(self._hold)
+        self._catcher.__exit__(*exc_info)
+
+    def show(self) -> None:
+        for caught in self.warnings:
+            warnings.showwarning(caught.message, caught.category, caught.filename, caught.lineno)
+        for record in self.records:
+            self._logger.handle(record)
+
+
+def _run(argv: list[str] | None) -> int:
+    import click
+
     try:
         result = app(args=argv if argv is not None else sys.argv[1:], prog_name="limis", standalone_mode=False)
-    except LimisError as error:
-        console_err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        return 2
     except click.exceptions.Exit as done:
         return int(done.exit_code)
-    except click.exceptions.Abort:
-        console_err.print("aborted")
-        return 130
     except click.ClickException as error:
         error.show()
         return int(error.exit_code)

@@ -25,3 +25,14 @@ def modality_line(volume) -> str:
     if volume.metadata.get("modality_guessed"):
         return f"modality: {volume.modality} (guessed from intensities; set --modality if wrong)"
     return f"modality: {volume.modality} (from the file)"
+
+
+def print_reader_warnings(volume) -> None:
+    """Print, one line each on stderr, what the reader changed or chose (NaN voxels replaced, one series of several)."""
+    print_warnings(volume.metadata.get("warnings", []))
+
+
+def print_warnings(lines: list[str]) -> None:
+    """Each line on stderr as `warning: ...`."""
+    for line in lines:
+        console_err.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from limis.cli.app import app, console, modality_line
+from limis.cli.app import app, console, modality_line, print_reader_warnings
 
 EPILOG = ("Example: limis chat ct.nii.gz -o seg.nii.gz --detector oracle --labels ref.nii.gz --label-map map.json\n\n"
           "Then type: left kidney / bigger / move left 5 mm / next slice / undo / done")
@@ -30,17 +30,22 @@ def chat(
     cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE"),
     modality: str = typer.Option(None, "--modality", help="CT | MR | XR | OT: overrides the guess from intensities "
                                  "(a CT clipped to [-125, 275] HU has no air and is guessed MR)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files that already exist (never an input)."),
 ) -> None:
     """Segment and refine by typing; 'left'/'right' are the patient's side."""
     from limis.detect.registry import build_detector, read_label_names
     from limis.imaging import load_image
     from limis.imaging.align import load_labelmap_on
-    from limis.imaging.export import write_labelmap
+    from limis.imaging.export import labelmap_files, sidecar_path
+    from limis.imaging.outputs import check_labelmap_name, check_outputs, commit_files
     from limis.interact import InteractionLog, Session
     from limis.segment.builders import build_segmenter
     from limis.segment.cache import EmbeddingCache
 
+    check_labelmap_name(out)
+    check_outputs([out, sidecar_path(out)], [image, labels, label_map, log], overwrite=overwrite)
     volume = load_image(image, modality=modality)
+    print_reader_warnings(volume)
     console.print(modality_line(volume), highlight=False)
     reference = (load_labelmap_on(volume, labels), read_label_names(label_map)) if labels and label_map else None
     model = build_segmenter(segmenter, weights, device)
@@ -65,7 +70,8 @@ def chat(
         console.print(("[green]" if reply.changed else "[yellow]") + reply.text + "[/]", highlight=False)
     labelmap, names = session.labelmap()
     if session.state.done and names:
-        console.print(f"wrote {write_labelmap(volume, labelmap, names, out)}")
+        for path in commit_files(labelmap_files(volume, labelmap, names, out)):
+            console.print(f"wrote {path}")
     elif session.state.done:
         console.print("[yellow]nothing segmented: no mask written.[/]")
     else:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import typer
 
 from limis.cli.app import app, console, console_err
+from limis.errors import LimisError
 
 EPILOG = ("Examples: limis demo  ·  limis demo --port 8080 --log-dir study-logs  ·  "
           "limis demo --host 0.0.0.0 --auth-file collaborators.txt --max-upload-mb 256")
@@ -40,6 +42,7 @@ def demo(
         "asr_model": asr_model,
     }
     config = DemoConfig(host=host, port=port, auth=credentials, **{k: v for k, v in chosen.items() if v is not None})
+    check_port_free(host, port)
     if host not in ("127.0.0.1", "localhost") and not credentials:
         console_err.print(f"[yellow]warning:[/] serving on {host} without --auth: anyone who can reach this port "
                           "can upload images and use the demo.", highlight=False)
@@ -48,3 +51,19 @@ def demo(
 
     console.print(f"LIMIS demo on http://{host}:{port} (Ctrl-C to stop)", highlight=False)
     launch(config)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another program already listens on, before the server or its temp folder starts."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise LimisError(f"--host {host}: not a usable address ({error}); use 127.0.0.1 or this machine's IP.") from error
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: a closed port in TIME_WAIT is free
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise LimisError(f"port {port} on {host} is in use or not allowed ({error.strerror}); "
+                             "pass another --port or stop the program using it.") from error

@@ -9,7 +9,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from limis.cli.app import app, console
+from limis.cli.app import app, console, print_warnings
 
 
 def describe(path: Path, view: str = "radiological") -> dict:
@@ -44,6 +44,7 @@ def info(
 ) -> None:
     """Show an image's geometry: shape, voxel spacing, orientation codes, modality."""
     facts = describe(image, view=view)
+    print_warnings(facts["metadata"].get("warnings", []))
     if as_json:
         console.print_json(json.dumps(facts))
         return
@@ -56,6 +57,8 @@ def info(
         table.add_row(key.replace("_", " "), _fmt(value))
     table.add_row("source affine (RAS+ mm)", "\n".join(" ".join(f"{v:9.3f}" for v in row) for row in facts["source_affine"]))
     for key, value in facts["metadata"].items():
+        if key == "warnings":  # already printed, one line each
+            continue
         table.add_row(f"meta: {key}", _fmt(value))
     console.print(table)
     console.print(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from limis.cli.app import app, console, modality_line
+from limis.cli.app import app, console, modality_line, print_reader_warnings
 
 EPILOG = (
     "Examples:\n\n"
@@ -53,17 +54,21 @@ def segment(
     cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE",
                                    help="Keep slice embeddings here so later runs on the same image skip encoding."),
     as_json: bool = typer.Option(False, "--json", help="Print the result table as JSON."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files that already exist (never an input)."),
 ) -> None:
     """Segment structures named in plain language; 'left'/'right' mean the patient's side."""
     from limis.detect.registry import build_detector
     from limis.imaging import Plane, load_image
-    from limis.imaging.export import write_dicom_seg, write_labelmap
+    from limis.imaging.export import dicom_seg_files, dicom_seg_path, labelmap_files
+    from limis.imaging.outputs import commit_files
     from limis.pipeline.grounded import GroundedPipeline, SegmentOptions
     from limis.segment.builders import build_segmenter
     from limis.segment.cache import EmbeddingCache
 
+    planned_outputs(image, out, [labels, label_map], overwrite=overwrite)
     structures = resolve_prompts(prompts)
     volume = load_image(image, view=view, modality=modality)
+    print_reader_warnings(volume)
     if not as_json:
         console.print(modality_line(volume), highlight=False)
     model = build_segmenter(segmenter, weights, device)
@@ -81,32 +86,55 @@ def segment(
 
         result = pipeline.segment(volume, structures, options, progress=report)
     present = {r.label_id: r.structure for r in result.results if r.found}
-    rows = [{"structure": r.structure, "found": r.found, "voxels": r.voxels, "volume_ml": round(r.volume_ml, 2),
+    size_key, size_of = size_measure(volume)
+    rows = [{"structure": r.structure, "found": r.found, "voxels": r.voxels, size_key: size_of(r),
              "detector_score": round(r.score, 3), "slices": list(r.slice_range) if r.slice_range else None}
             for r in result.results]
     written = []
     if present:
-        written.append(write_labelmap(volume, result.labelmap, present, out))
+        files = labelmap_files(volume, result.labelmap, present, out)
         if volume.source_kind == "dicom":
-            written.append(write_dicom_seg(volume, result.labelmap, present, _dicom_seg_path(out)))
-    _report(rows, written, as_json)
+            files.update(dicom_seg_files(volume, result.labelmap, present, dicom_seg_path(out)))
+        written = commit_files(files)
+    _report(rows, written, as_json, size_key)
 
 
-def _dicom_seg_path(out: Path) -> Path:
-    name = out.name.removesuffix(".gz").removesuffix(".nii")
-    return out.with_name(name + ".seg.dcm")
+def planned_outputs(image: Path, out: Path, inputs: list[Path | None], *, overwrite: bool) -> list[Path]:
+    """Every file `segment` may write (labelmap, JSON table, DICOM-SEG for DICOM input), checked before any compute."""
+    from limis.imaging.export import dicom_seg_path, sidecar_path
+    from limis.imaging.outputs import check_labelmap_name, check_outputs
+    from limis.imaging.readers import is_dicom_input
+
+    check_labelmap_name(out)
+    planned = [out, sidecar_path(out)] + ([dicom_seg_path(out)] if is_dicom_input(image) else [])
+    check_outputs(planned, [image, *inputs], overwrite=overwrite)
+    return planned
 
 
-def _report(rows: list[dict], written: list[Path], as_json: bool) -> None:
+def size_measure(volume) -> tuple[str, Callable]:
+    """The size column for this image: ml for volumes, mm² for a 2D slice of known spacing, pixels otherwise."""
+    if volume.source_kind != "image2d":
+        return "volume_ml", lambda r: round(r.volume_ml, 2)
+    if volume.metadata.get("spacing_assumed"):
+        return "area_pixels", lambda r: int(r.voxels)
+    pixel_mm2 = volume.spacing[0] * volume.spacing[1]
+    return "area_mm2", lambda r: round(r.voxels * pixel_mm2, 1)
+
+
+SIZE_HEADINGS = {"volume_ml": "volume (ml)", "area_pixels": "area (pixels)", "area_mm2": "area (mm²)"}
+
+
+def _report(rows: list[dict], written: list[Path], as_json: bool, size_key: str) -> None:
     if as_json:
         console.print_json(json.dumps({"structures": rows, "written": [str(p) for p in written]}))
         return
     table = Table(title="LIMIS segmentation (left/right = patient's side)")
-    for column in ("structure", "voxels", "volume (ml)", "detector score", "slices"):
+    for column in ("structure", "voxels", SIZE_HEADINGS[size_key], "detector score", "slices"):
         table.add_column(column, justify="right" if column != "structure" else "left")
     for row in rows:
         if row["found"]:
-            table.add_row(row["structure"], str(row["voxels"]), f"{row['volume_ml']:.1f}",
+            size = row[size_key]
+            table.add_row(row["structure"], str(row["voxels"]), str(size) if isinstance(size, int) else f"{size:.1f}",
                           f"{row['detector_score']:.2f}", "{}-{}".format(*row["slices"]))
         else:
             table.add_row(row["structure"], "-", "-", "-", "[yellow]not found in this image[/]")

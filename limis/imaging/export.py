@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -9,6 +12,7 @@ import nibabel as nib
 import numpy as np
 
 from limis.errors import LimisError
+from limis.imaging.outputs import commit_files
 from limis.imaging.volume import Volume
 
 
@@ -40,9 +44,35 @@ def sidecar_path(out_path: Path) -> Path:
     return out_path.with_suffix(".json")
 
 
+def dicom_seg_path(out_path: Path) -> Path:
+    """`case.nii.gz` -> `case.seg.dcm` beside it."""
+    name = out_path.name.removesuffix(".gz").removesuffix(".nii")
+    return out_path.with_name(name + ".seg.dcm")
+
+
+def input_digest(path: str | Path) -> str:
+    """First 16 hex digits of the input's SHA-256 (a folder: its files' names and bytes, in order).
+
+    Recorded instead of the file name, which may carry a patient's name.
+    """
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path)).encode() if path.is_dir() else b"")
+        with file.open("rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
 def write_labelmap(volume: Volume, labelmap: np.ndarray, labels: dict[int, str], out_path: str | Path) -> Path:
-    """Save a canonical (I, J, K) integer labelmap as NIfTI on the input grid, plus its JSON table."""
-    out_path = Path(out_path)
+    """Save a canonical (I, J, K) integer labelmap as NIfTI on the input grid, plus its JSON table (both or neither)."""
+    return commit_files(labelmap_files(volume, labelmap, labels, Path(out_path)))[0]
+
+
+def labelmap_files(volume: Volume, labelmap: np.ndarray, labels: dict[int, str], out_path: Path) -> dict[Path, bytes]:
+    """The bytes of the NIfTI labelmap (on the input grid) and of its JSON label table, keyed by path."""
     if labelmap.shape != volume.shape:
         raise LimisError(f"labelmap shape {labelmap.shape} does not match the image {volume.shape}.")
     dtype = np.uint8 if max(labels, default=0) < 256 else np.uint16
@@ -56,15 +86,21 @@ def write_labelmap(volume: Volume, labelmap: np.ndarray, labels: dict[int, str],
     if header is None:
         image.set_qform(volume.source_affine, code=1)
         image.set_sform(volume.source_affine, code=1)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(image, str(out_path))
-    table = {"image": Path(volume.path).name, "labels": label_table(labels)}
-    sidecar_path(out_path).write_text(json.dumps(table, indent=2))
-    return out_path
+    nifti = image.to_bytes()
+    if out_path.name.lower().endswith(".gz"):
+        nifti = gzip.compress(nifti, compresslevel=6, mtime=0)
+    source = Path(volume.path)  # an image built in memory has no file: its content key stands in
+    table = {"image_sha256": input_digest(source) if source.exists() else volume.key, "labels": label_table(labels)}
+    return {out_path: nifti, sidecar_path(out_path): json.dumps(table, indent=2).encode()}
 
 
 def write_dicom_seg(volume: Volume, labelmap: np.ndarray, labels: dict[int, str], out_path: str | Path) -> Path:
     """Save the labelmap as a DICOM Segmentation object referencing the input DICOM series."""
+    return commit_files(dicom_seg_files(volume, labelmap, labels, Path(out_path)))[0]
+
+
+def dicom_seg_files(volume: Volume, labelmap: np.ndarray, labels: dict[int, str], out_path: Path) -> dict[Path, bytes]:
+    """The bytes of a DICOM Segmentation referencing the input DICOM series, keyed by path."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -94,10 +130,9 @@ def write_dicom_seg(volume: Volume, labelmap: np.ndarray, labels: dict[int, str]
         software_versions=_version(),
         device_serial_number="0",
     )
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    seg.save_as(str(out_path))
-    return out_path
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    return {out_path: buffer.getvalue()}
 
 
 def _segment_description(number: int, structure: str):
