@@ -22,7 +22,7 @@ def test_info_json_reports_orientation(totalseg_dir: Path, lps_copy: Path, capsy
     expected = {totalseg_dir / "example_ct.nii.gz": "RAS", lps_copy: "LPS", totalseg_dir / "dicom_example_ct": "LPS"}
     for path, codes in expected.items():
         assert main(["info", str(path), "--json"]) == 0
-        facts = _json_out(capsys)
+        facts = _json_out(capsys)["input"]
         assert facts["source_orientation"] == codes
         assert facts["canonical_orientation"] == "RAS"
     assert facts["canonical_spacing_mm"] == pytest.approx([0.976562, 0.976562, 2.0])

@@ -166,7 +166,7 @@ def test_fuzzed_inputs_end_in_success_or_one_line(kind: str, tmp_path: Path, mon
         _check_outcome(code, captured.err, f"{kind} case {number} ({path.name})")
         if code == 0:
             facts = json.loads(captured.out)
-            assert all(np.isfinite(facts["intensity_range"])), f"{kind} case {number}"
+            assert all(np.isfinite(facts["input"]["intensity_range"])), f"{kind} case {number}"
         assert path.read_bytes() == before
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,6 @@ def test_head_file_round_trip_and_clear_errors(tmp_path: Path) -> None:
 
 
 def test_shipped_head_is_small_and_documented() -> None:
-    import json
 
     path = default_weights()
     assert path.is_file() and path.stat().st_size < 20 * 1024 * 1024
@@ -151,7 +151,6 @@ def test_shipped_head_answers_left_kidney_not_present(unseen_slices) -> None:
 @pytest.mark.slow
 def test_segment_unseen_dicom_without_hub_weights(totalseg_dir: Path, dicom_case, tmp_path: Path, capsys) -> None:
     """`limis segment DICOM liver spleen brain`: two organs written, brain reported absent, exit 0."""
-    import json
 
     import nibabel as nib
 
@@ -171,11 +170,26 @@ def test_segment_unseen_dicom_without_hub_weights(totalseg_dir: Path, dicom_case
     predicted = load_labelmap_on(load_image(totalseg_dir / "dicom_example_ct"), out)
     ids = {name: i for i, name in names.items()}
     by_name = {row["name"]: row["id"] for row in table["labels"]}
-    # measured 0.80 / 0.95 (evaluation/grounding/RESULTS.md). The liver misses its 0.90 target on this scan: on
-    # slices 0-6 the heatmap splits into left and right lobe and the seed box covers one lobe only.
-    assert dice(predicted == by_name["liver"], labels == ids["liver"]) > 0.75
+    # On slices 0-6 the heatmap splits the liver into its lobes; one box spans both (it was 0.80 with one lobe).
+    assert dice(predicted == by_name["liver"], labels == ids["liver"]) > 0.9
     assert dice(predicted == by_name["spleen"], labels == ids["spleen"]) > 0.9
     assert nib.load(str(out)).shape == (512, 512, 20)
+    _check_run_report(tmp_path / "out.report.json", ["out.nii.gz", "out.json", "out.seg.dcm", "out.report.json"])
+
+
+def _check_run_report(path: Path, outputs: list[str]) -> None:
+    """The report names the shipped weights by their real SHA-256 and carries no input file name."""
+    from limis.detect.lite_grounding import default_weights
+    from limis.segment.builders import litemedsam_checkpoint
+    from limis.weights import sha256_of
+
+    record = json.loads(path.read_text())
+    assert record["schema"] == "limis-report/1" and record["outputs"] == outputs
+    assert record["models"]["segmenter"]["sha256"] == sha256_of(litemedsam_checkpoint())
+    assert record["models"]["detector"]["sha256"] == sha256_of(default_weights())
+    assert record["models"]["detector"]["name"] == "lite-grounding" and record["input"]["source_orientation"] == "LPS"
+    assert set(record["timings_s"]) == {"read_s", "load_models_s", "segment_s"}
+    assert "dicom_example_ct" not in path.read_text()
 
 
 @pytest.mark.slow

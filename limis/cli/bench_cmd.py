@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from limis.cli.app import app, console
+from limis.cli.options import DEFAULTS, DetectorOption, DetectorWeightsOption, DeviceOption, ModelOptions, WeightsOption
 
 EPILOG = ("Example: limis bench ../shared/data/totalsegmentator_example/dicom_example_ct "
           "-s liver -s spleen -s aorta -s stomach --runtimes torch,onnxruntime")
@@ -20,37 +21,34 @@ def bench(
     image: Path = typer.Argument(..., help="Image to benchmark on."),
     structures: list[str] = typer.Option(["liver", "spleen", "aorta", "stomach"], "-s", "--structure",
                                          help="Structures of the 3D query."),
-    detector: str = typer.Option("auto", "--detector", help="auto | lite-grounding | grounding-dino | oracle (needs --labels)."),
-    detector_weights: str = typer.Option(None, "--detector-weights"),
+    detector: DetectorOption = DEFAULTS.detector,
+    detector_weights: DetectorWeightsOption = DEFAULTS.detector_weights,
     labels: Path = typer.Option(None, "--labels", help="Reference labelmap for the oracle detector."),
     label_map: Path = typer.Option(None, "--label-map", help="JSON id -> name table of --labels."),
     runtimes: str = typer.Option("torch,onnxruntime", "--runtimes",
                                  help="Encoder runtimes to compare, the reference first (masks are compared with it)."),
-    weights: str = typer.Option(None, "--weights", help="LiteMedSAM checkpoint (default: shipped)."),
-    device: str = typer.Option("cpu", "--device"),
+    weights: WeightsOption = DEFAULTS.weights,
+    device: DeviceOption = DEFAULTS.device,
     edits: int = typer.Option(20, "--edits", help="Language edits timed on the last runtime."),
     segment_rss: bool = typer.Option(True, "--segment-rss/--no-segment-rss",
                                      help="Also run `limis segment` in a fresh process and report its peak RSS."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Benchmark LiteMedSAM encoder runtimes on one image, with the masks each gives."""
-    from limis.detect.registry import build_detector
     from limis.eval.bench import run_benchmark, segment_command_peak_rss_mib
     from limis.imaging import load_image
-    from limis.segment.builders import build_litemedsam
 
     chosen = [r.strip() for r in runtimes.split(",") if r.strip()]
     volume = load_image(image)
-    segmenters = {r: build_litemedsam(weights, device, runtime=r) for r in chosen}
-
-    def detector_for(cache):
-        return build_detector(detector, volume=volume, weights=detector_weights, labels=labels, label_map=label_map,
-                              device=device, embeddings=cache)
-
-    report = run_benchmark(volume, detector_for, segmenters, structures, edits=edits)
+    options = {r: ModelOptions(weights=weights, runtime=r, detector=detector, detector_weights=detector_weights,
+                               device=device) for r in chosen}
+    segmenters = {r: o.build_segmenter() for r, o in options.items()}
+    report = run_benchmark(volume, lambda cache: options[chosen[0]].build_detector(volume, cache, labels, label_map),
+                           segmenters, structures, edits=edits)
     if segment_rss:
         with tempfile.TemporaryDirectory(prefix="limis-bench-") as folder:
-            arguments = [str(image), *structures, "-o", str(Path(folder) / "out.nii.gz"), "--detector", detector]
+            arguments = [str(image), *structures, "-o", str(Path(folder) / "out.nii.gz"), "--detector", detector,
+                         "--runtime", chosen[-1]]
             rss, code = segment_command_peak_rss_mib(arguments)
         report["segment_command"] = {"peak_rss_mib": rss, "exit_code": code}
     report.update({"image": image.name, "structures": structures, "detector": detector, "device": device})

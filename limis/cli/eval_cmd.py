@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 
 from limis.cli.app import app, console
+from limis.cli.options import (DEFAULTS, CacheDirOption, DetectorOption, DetectorWeightsOption, DeviceOption,
+                               ModelOptions, RuntimeOption, SegmenterOption, WeightsOption)
 
 eval_app = typer.Typer(help="Evaluate accuracy, simulated interaction and usability studies.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
@@ -21,30 +23,26 @@ def accuracy(
     split: str = typer.Option("test", "--split", help="Patient-level split to evaluate."),
     structures: list[str] = typer.Option(None, "-s", "--structure", help="Structures (default: all in the reference)."),
     out: Path = typer.Option(Path("runs/accuracy"), "--out", help="Output folder (one subfolder per mode)."),
-    segmenter: str = typer.Option("litemedsam", "--segmenter"),
-    weights: str = typer.Option(None, "--weights"),
-    detector: str = typer.Option("auto", "--detector", help="Detector for --mode text (auto | lite-grounding | grounding-dino)."),
-    detector_weights: str = typer.Option(None, "--detector-weights"),
+    segmenter: SegmenterOption = DEFAULTS.segmenter,
+    weights: WeightsOption = DEFAULTS.weights,
+    runtime: RuntimeOption = DEFAULTS.runtime,
+    detector: DetectorOption = DEFAULTS.detector,
+    detector_weights: DetectorWeightsOption = DEFAULTS.detector_weights,
     tolerance_mm: float = typer.Option(2.0, "--nsd-tolerance-mm"),
     turns: int = typer.Option(5, "--turns", help="Simulated-user turns for --mode interactive."),
-    device: str = typer.Option("cpu", "--device"),
-    cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE"),
+    device: DeviceOption = DEFAULTS.device,
+    cache_dir: CacheDirOption = DEFAULTS.cache_dir,
     absent: list[str] = typer.Option(None, "--absent", help="Text mode: also ask these where the reference lacks them "
                                      "(absent.csv: any mask is a false positive), e.g. --absent brain."),
 ) -> None:
     """Per case x structure Dice/IoU/NSD/HD95/volume error, summary with bootstrap CIs, plots, provenance."""
-    from limis.detect.registry import build_detector
     from limis.eval.accuracy import run_accuracy
     from limis.eval.datasets import load_manifest
-    from limis.segment.builders import build_segmenter
 
     manifest = load_manifest(dataset)
-    model = build_segmenter(segmenter, weights, device)
-    factory = None
-    if mode == "text":
-        factory = lambda volume, cache: build_detector(detector, volume=volume, weights=detector_weights,  # noqa: E731
-                                                         device=device, embeddings=cache)
-    summary = run_accuracy(manifest, split, mode, structures or None, out, model, factory, tolerance_mm, turns,
+    models = ModelOptions(segmenter, weights, runtime, detector, detector_weights, device, cache_dir)
+    factory = models.build_detector if mode == "text" else None  # (volume, cache) -> detector
+    summary = run_accuracy(manifest, split, mode, structures or None, out, models.build_segmenter(), factory, tolerance_mm, turns,
                            cache_dir=cache_dir, absent=list(absent or []))
     console.print((out / mode / "summary.md").read_text() if summary else "no rows (nothing to evaluate).")
     console.print(f"wrote {out / mode}")
@@ -59,18 +57,18 @@ def interaction(
     turns: int = typer.Option(8, "--turns", help="K: interactions per run."),
     start: str = typer.Option("poor", "--start", help="poor (box 40% too large, 20 mm toward the patient's right) | oracle (true box)."),
     out: Path = typer.Option(Path("runs/interaction"), "--out"),
-    segmenter: str = typer.Option("litemedsam", "--segmenter"),
-    weights: str = typer.Option(None, "--weights"),
-    device: str = typer.Option("cpu", "--device"),
-    cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE"),
+    segmenter: SegmenterOption = DEFAULTS.segmenter,
+    weights: WeightsOption = DEFAULTS.weights,
+    runtime: RuntimeOption = DEFAULTS.runtime,
+    device: DeviceOption = DEFAULTS.device,
+    cache_dir: CacheDirOption = DEFAULTS.cache_dir,
 ) -> None:
     """Simulated language user vs click baseline: Dice per turn, NoI@85/90, failures at K, time per turn."""
     from limis.eval.datasets import load_manifest
     from limis.eval.interaction import run_interaction
-    from limis.segment.builders import build_segmenter
-
+    models = ModelOptions(segmenter, weights, runtime, device=device, cache_dir=cache_dir)
     summary = run_interaction(load_manifest(dataset), split, structures or None, out,
-                              build_segmenter(segmenter, weights, device), turns, start, cache_dir=cache_dir)
+                              models.build_segmenter(), turns, start, cache_dir=cache_dir)
     console.print((out / "summary.md").read_text() if summary else "no runs.")
 
 
@@ -99,10 +97,11 @@ def grounding(
     structures: list[str] = typer.Option(..., "-s", "--structure", help="Structures to ask for (absent ones too)."),
     prior_dataset: Path = typer.Option(None, "--prior-dataset",
                                        help="Manifest whose 'train' split fits the body-normalised box-prior baseline."),
-    detector_weights: str = typer.Option(None, "--detector-weights", help="lite-grounding head (default: shipped)."),
+    detector_weights: DetectorWeightsOption = DEFAULTS.detector_weights,
     out: Path = typer.Option(Path("runs/grounding"), "--out"),
-    device: str = typer.Option("cpu", "--device"),
-    cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE"),
+    runtime: RuntimeOption = DEFAULTS.runtime,
+    device: DeviceOption = DEFAULTS.device,
+    cache_dir: CacheDirOption = DEFAULTS.cache_dir,
 ) -> None:
     """lite-grounding vs the box-prior baseline vs ground-truth boxes: box IoU, presence, 3D Dice after LiteMedSAM."""
     from limis.detect.box_prior import BoxPriorDetector
@@ -111,10 +110,9 @@ def grounding(
     from limis.detect.registry import load_lite_grounding
     from limis.eval.datasets import load_manifest
     from limis.eval.grounding import run_grounding_eval
-    from limis.segment.builders import build_litemedsam
     from limis.train.samples import manifest_samples
 
-    model = build_litemedsam(device=device)
+    model = ModelOptions(runtime=runtime, device=device).build_segmenter()  # the head reads LiteMedSAM embeddings
     learned = load_lite_grounding(detector_weights)
     prior = BoxPriorDetector.fit(manifest_samples(load_manifest(prior_dataset), "train")) if prior_dataset else None
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -11,6 +13,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from limis.cli.app import app, console, modality_line, print_reader_warnings
+from limis.cli.options import (DEFAULTS, CacheDirOption, DetectorOption, DetectorWeightsOption, DeviceOption,
+                               ModalityOption, ModelOptions, RuntimeOption, SegmenterOption, WeightsOption)
 
 EPILOG = (
     "Examples:\n\n"
@@ -36,55 +40,53 @@ def segment(
     image: Path = typer.Argument(..., help="NIfTI, DICOM folder/.zip, or PNG/JPEG."),
     prompts: list[str] = typer.Argument(..., help="What to segment, e.g. 'left kidney' 'liver and spleen'."),
     out: Path = typer.Option(..., "-o", "--out", help="Output labelmap (.nii.gz); a .json label table is written beside it."),
-    detector: str = typer.Option("auto", "--detector",
-                                 help="auto (Grounding DINO if its weights are local, else lite-grounding) | lite-grounding | grounding-dino | oracle."),
-    detector_weights: str = typer.Option(None, "--detector-weights",
-                                         help="Grounding DINO folder or hub id, or a lite-grounding .safetensors head."),
-    segmenter: str = typer.Option("litemedsam", "--segmenter", help="litemedsam | medsam_vit_b | sam_vit_b/l/h | hf-sam."),
-    weights: str = typer.Option(None, "--weights", help="Segmenter checkpoint file or folder (default: shipped LiteMedSAM)."),
+    detector: DetectorOption = DEFAULTS.detector,
+    detector_weights: DetectorWeightsOption = DEFAULTS.detector_weights,
+    segmenter: SegmenterOption = DEFAULTS.segmenter,
+    weights: WeightsOption = DEFAULTS.weights,
+    runtime: RuntimeOption = DEFAULTS.runtime,
     labels: Path = typer.Option(None, "--labels", help="Reference labelmap for the oracle detector."),
     label_map: Path = typer.Option(None, "--label-map", help="JSON id -> name table of --labels."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
+    device: DeviceOption = DEFAULTS.device,
     plane: str = typer.Option("axial", "--plane", help="Plane to segment slice by slice."),
     window: str = typer.Option(None, "--window", help="CT window preset: abdomen, lung, bone, brain."),
     all_components: bool = typer.Option(False, "--all-components", help="Keep every connected piece, not only the largest."),
     view: str = typer.Option("radiological", "--view", help="Screen convention of a 2D PNG/JPEG input."),
-    modality: str = typer.Option(None, "--modality", help="CT | MR | XR | OT: overrides the guess from intensities "
-                                 "(a CT clipped to [-125, 275] HU has no air and is guessed MR)."),
-    cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE",
-                                   help="Keep slice embeddings here so later runs on the same image skip encoding."),
+    modality: ModalityOption = None,
+    cache_dir: CacheDirOption = DEFAULTS.cache_dir,
     as_json: bool = typer.Option(False, "--json", help="Print the result table as JSON."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files that already exist (never an input)."),
 ) -> None:
     """Segment structures named in plain language; 'left'/'right' mean the patient's side."""
-    from limis.detect.registry import build_detector
     from limis.imaging import Plane, load_image
-    from limis.imaging.export import dicom_seg_files, dicom_seg_path, labelmap_files
+    from limis.eval.provenance import report
+    from limis.imaging.export import dicom_seg_files, dicom_seg_path, labelmap_files, report_path
     from limis.imaging.outputs import commit_files
     from limis.pipeline.grounded import GroundedPipeline, SegmentOptions
-    from limis.segment.builders import build_segmenter
-    from limis.segment.cache import EmbeddingCache
 
     planned_outputs(image, out, [labels, label_map], overwrite=overwrite)
     structures = resolve_prompts(prompts)
+    timings, began = {}, time.perf_counter()
     volume = load_image(image, view=view, modality=modality)
     print_reader_warnings(volume)
     if not as_json:
         console.print(modality_line(volume), highlight=False)
-    model = build_segmenter(segmenter, weights, device)
-    cache = EmbeddingCache(model, disk_dir=cache_dir)
-    found_detector = build_detector(detector, volume=volume, weights=detector_weights, labels=labels,
-                                    label_map=label_map, device=device, embeddings=cache)
+    timings["read_s"], began = time.perf_counter() - began, time.perf_counter()
+    models = ModelOptions(segmenter, weights, runtime, detector, detector_weights, device, cache_dir)
+    cache = models.build_cache()
+    found_detector = models.build_detector(volume, cache, labels, label_map)
     pipeline = GroundedPipeline(found_detector, cache)
     options = SegmentOptions(plane=Plane(plane), window=window, largest_component=not all_components)
+    timings["load_models_s"], began = time.perf_counter() - began, time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} slices"),
                   TimeElapsedColumn(), console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("segmenting", total=None)
 
-        def report(done: int, total: int, structure: str) -> None:
+        def progress(done: int, total: int, structure: str) -> None:
             bar.update(task, completed=done, total=total, description=f"segmenting {structure}")
 
-        result = pipeline.segment(volume, structures, options, progress=report)
+        result = pipeline.segment(volume, structures, options, progress=progress)
+    timings["segment_s"] = time.perf_counter() - began
     present = {r.label_id: r.structure for r in result.results if r.found}
     size_key, size_of = size_measure(volume)
     rows = [{"structure": r.structure, "found": r.found, "voxels": r.voxels, size_key: size_of(r),
@@ -95,18 +97,25 @@ def segment(
         files = labelmap_files(volume, result.labelmap, present, out)
         if volume.source_kind == "dicom":
             files.update(dicom_seg_files(volume, result.labelmap, present, dicom_seg_path(out)))
+        record = report(volume, {"segmenter": cache.segmenter, "detector": found_detector}, command="segment",
+                        options={**asdict(models), "cache_dir": bool(cache_dir), "plane": plane, "window": window,
+                                 "all_components": all_components, "view": view, "modality": modality,
+                                 "prompts_resolved": structures},
+                        timings_s={k: round(v, 3) for k, v in timings.items()},
+                        results=rows, outputs=[path.name for path in [*files, report_path(out)]])
+        files[report_path(out)] = (json.dumps(record, indent=2) + "\n").encode()
         written = commit_files(files)
     _report(rows, written, as_json, size_key)
 
 
 def planned_outputs(image: Path, out: Path, inputs: list[Path | None], *, overwrite: bool) -> list[Path]:
     """Every file `segment` may write (labelmap, JSON table, DICOM-SEG for DICOM input), checked before any compute."""
-    from limis.imaging.export import dicom_seg_path, sidecar_path
+    from limis.imaging.export import dicom_seg_path, report_path, sidecar_path
     from limis.imaging.outputs import check_labelmap_name, check_outputs
     from limis.imaging.readers import is_dicom_input
 
     check_labelmap_name(out)
-    planned = [out, sidecar_path(out)] + ([dicom_seg_path(out)] if is_dicom_input(image) else [])
+    planned = [out, sidecar_path(out), report_path(out)] + ([dicom_seg_path(out)] if is_dicom_input(image) else [])
     check_outputs(planned, [image, *inputs], overwrite=overwrite)
     return planned
 

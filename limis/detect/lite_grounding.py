@@ -11,8 +11,8 @@ of the heatmap give boxes scored by their peak, so "not present" is a low peak. 
 its peak reaches the concept's presence threshold (chosen on held-out patients).
 
 Paired structures are learned side-free ("kidney"): the pipeline picks the patient's side from
-image geometry, never from where a side sat on the training screens. An unpaired structure is one
-box per slice, around its confident regions (a liver cut into two lobes on its upper slices).
+image geometry, never from where a side sat on the training screens. An unpaired organ is one box
+per slice, around its nearby confident regions (a liver cut into two lobes on its upper slices).
 """
 
 from __future__ import annotations
@@ -58,11 +58,13 @@ def concept_of(structure: str) -> str:
 
 
 @lru_cache(maxsize=None)
-def is_paired(concept: str) -> bool:
-    """Whether a side-free concept stands for a left and a right structure ("kidney" yes, "liver" no)."""
+def spans_regions(concept: str) -> bool:
+    """Whether one box may span several heatmap regions of the concept: unpaired organs (a liver's lobes),
+    not paired structures (one box per side) and not vessels (aorta beside the IVC, or the iliac arteries)."""
     from limis.vocab import all_structures
 
-    return any(s.base == concept and s.laterality is not None for s in all_structures())
+    entries = [s for s in all_structures() if s.base == concept]
+    return bool(entries) and all(s.laterality is None and s.category == "organ" for s in entries)
 
 
 def concept_text(concept: str) -> str:
@@ -161,7 +163,8 @@ class HeadConfig:
     min_region_mm2: float = 100.0  # smaller regions are noise
     presence_thresholds: dict[str, float] = field(default_factory=dict)
     region_fraction: float = 0.7  # a concept with a low presence threshold outlines its regions lower too
-    merge_fraction: float = 0.5  # an unpaired structure's box spans the regions whose peak reaches this share of the best
+    merge_fraction: float = 0.5  # an unpaired organ's box spans the regions whose peak reaches this share of the best ...
+    merge_gap_mm: float = 15.0  # ... and that lie this close to the best region's box
 
     def presence(self, concept: str) -> float:
         return self.presence_thresholds.get(concept, self.presence_threshold)
@@ -326,9 +329,9 @@ class LiteGroundingDetector(Detector):
     def _regions(self, structure: str, concept: str, heat: np.ndarray, pixel_mm: tuple[float, float]) -> list[Detection]:
         """Detections from the connected regions above threshold whose peak shows the concept present.
 
-        Paired concepts give one detection per region (the pipeline chooses the side); an unpaired
-        structure gives one detection around its regions nearly as confident as the best (liver lobes
-        cut apart on upper slices), never around a faint stray one. Each is scored by its peak probability.
+        Paired concepts and vessels give one detection per region (the pipeline chooses); an unpaired
+        organ gives one detection around the best region and the nearby ones nearly as confident (liver
+        lobes cut apart on upper slices), never around a faint or distant one. Scores are peak probabilities.
         """
         config = self.model.config
         labelled, count = ndimage.label(heat > config.region(concept))
@@ -339,11 +342,19 @@ class LiteGroundingDetector(Detector):
             peak = float(heat[rr, cc].max())
             if rr.size >= min_pixels and peak >= config.presence(concept):
                 regions.append(((cc.min(), rr.min(), cc.max(), rr.max()), peak))
-        if len(regions) > 1 and not is_paired(concept):
-            best = max(peak for _, peak in regions)
-            boxes = np.array([box for box, peak in regions if peak >= config.merge_fraction * best])
-            union = (boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max())
-            regions = [(union, max(peak for _, peak in regions))]
+        if len(regions) > 1 and spans_regions(concept):
+            regions = [_span(regions, config, pixel_mm)]
         phrase = concept_text(concept)
         return [Detection(structure, tuple(float(v) for v in box), peak, phrase)
                 for box, peak in regions if box[2] > box[0] and box[3] > box[1]]
+
+
+def _span(regions: list[tuple[tuple, float]], config: HeadConfig, pixel_mm: tuple[float, float]) -> tuple[tuple, float]:
+    """The best (box, peak) grown over the regions near it that are nearly as confident."""
+    best_box, best_peak = max(regions, key=lambda region: region[1])
+    gap_px = (config.merge_gap_mm / pixel_mm[1], config.merge_gap_mm / pixel_mm[0])  # (cols, rows)
+    kept = [box for box, peak in regions if peak >= config.merge_fraction * best_peak
+            and box[0] - best_box[2] <= gap_px[0] and best_box[0] - box[2] <= gap_px[0]
+            and box[1] - best_box[3] <= gap_px[1] and best_box[1] - box[3] <= gap_px[1]]
+    boxes = np.array(kept)
+    return (boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()), best_peak

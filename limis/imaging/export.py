@@ -44,6 +44,12 @@ def sidecar_path(out_path: Path) -> Path:
     return out_path.with_suffix(".json")
 
 
+def report_path(out_path: Path) -> Path:
+    """`case.nii.gz` -> `case.report.json` beside it: versions, models with weight hashes, options, timings, geometry."""
+    name = out_path.name.removesuffix(".gz").removesuffix(".nii")
+    return out_path.with_name(name + ".report.json")
+
+
 def dicom_seg_path(out_path: Path) -> Path:
     """`case.nii.gz` -> `case.seg.dcm` beside it."""
     name = out_path.name.removesuffix(".gz").removesuffix(".nii")

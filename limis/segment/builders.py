@@ -96,8 +96,15 @@ SEGMENTERS: dict[str, Callable] = {
 }
 
 
-def build_segmenter(name: str, weights: str | Path | None = None, device: str = "cpu"):
-    """Build a registered segmenter; unknown names list the known ones."""
+def build_segmenter(name: str, weights: str | Path | None = None, device: str = "cpu", runtime: str = "auto"):
+    """Build a registered segmenter; unknown names list the known ones.
+
+    `runtime` picks the image encoder's engine; only LiteMedSAM has one besides torch.
+    """
     if name not in SEGMENTERS:
         raise LimisError(f"unknown segmenter '{name}'; choose one of: {', '.join(SEGMENTERS)}.")
+    if name == "litemedsam":
+        return build_litemedsam(weights=weights, device=device, runtime=runtime)
+    if runtime not in ("auto", "torch"):
+        raise LimisError(f"--runtime {runtime} exists for litemedsam only; {name} runs in torch (use --runtime torch).")
     return SEGMENTERS[name](weights=weights, device=device)
