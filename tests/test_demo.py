@@ -328,6 +328,34 @@ def test_png_view_convention_is_redisplayed_radiologically(box_segmenter, tmp_pa
     assert not state.folder.exists()
 
 
+def test_demo_warnings_name_the_cause(box_segmenter, tmp_path, capsys):
+    """A user mistake shows the CLI's own line; a bug says so, what was kept and its type, and offers no retry."""
+    from limis.cli import main
+    from limis.demo import actions, study
+    from limis.demo.app import _attempt
+    from limis.demo.state import new_state
+    from limis.detect.registry import read_label_names
+
+    shared, state = offline_shared(tmp_path, box_segmenter), new_state(tmp_path)
+    actions.load_example(shared, state)
+    assert main(["vocab", "left banana"]) == 2
+    cli_line = capsys.readouterr().err.strip().removeprefix("error:").strip()
+    assert _attempt(lambda: actions.click(state, "left banana", (1, 1))) == f"⚠️ {cli_line}"
+    assert _attempt(lambda: actions.set_plane(state, "oblique")).startswith("⚠️ unknown plane 'oblique'")
+    with pytest.raises(LimisError, match="must be a number"):
+        study.questionnaire_record(["x"] * 10, [50] * 6)
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(LimisError, match="JSON object of id -> name"):
+        read_label_names(tmp_path / "list.json")
+
+    def bug() -> str:
+        raise ValueError("boom")
+
+    shown = _attempt(bug)
+    assert "ValueError" in shown and "bug in LIMIS" in shown and "kept" in shown and "report" in shown
+    assert "try again" not in shown.lower() and "\n" not in shown
+
+
 def test_microphone_is_hidden_without_an_asr_model(box_segmenter, tmp_path):
     from limis.demo.asr import Transcriber
 

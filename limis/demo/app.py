@@ -281,9 +281,15 @@ def _attempt(action: Callable[[], str | None]) -> str:
         message = one_line(str(error))
     except Exception as error:  # a bug must not show a traceback or end the session
         logger.exception("LIMIS demo action failed")
-        message = f"unexpected error ({type(error).__name__}); nothing was changed. Try again or reload the image."
+        message = bug_message(error)
     gr.Warning(message)
     return f"⚠️ {message}"
+
+
+def bug_message(error: Exception) -> str:
+    """The one line shown for a bug (not a user mistake): what was kept, and that retrying will not help."""
+    return (f"internal error ({type(error).__name__}): a bug in LIMIS, not a problem with your input. Your image and "
+            "segmentation are kept as they were; please report this (the server log has the details).")
 
 
 def _act(shared: Shared, state: DemoState | None, action: Callable[[DemoState], str]) -> tuple[DemoState, str]:

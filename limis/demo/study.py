@@ -79,8 +79,13 @@ def questionnaire_record(sus: list, tlx: list) -> dict[str, float]:
     missing = [item for (item, _), value in zip(SUS_ITEMS, sus) if value in (None, "")]
     if missing or len(sus) != len(SUS_ITEMS):
         raise LimisError(f"please answer every SUS statement (missing: {', '.join(missing) or 'some'}).")
-    answers = {item: int(value) for (item, _), value in zip(SUS_ITEMS, sus)}
-    ratings = {item: float(value) for (item, *_), value in zip(TLX_SUBSCALES, tlx)}
+    try:
+        answers = {item: int(value) for (item, _), value in zip(SUS_ITEMS, sus)}
+        ratings = {item: float(value) for (item, *_), value in zip(TLX_SUBSCALES, tlx)}
+    except (TypeError, ValueError):
+        raise LimisError("every answer must be a number: SUS 1-5, NASA-TLX 0-100; please check the form.") from None
+    if len(ratings) != len(TLX_SUBSCALES):
+        raise LimisError(f"please rate all {len(TLX_SUBSCALES)} NASA-TLX subscales.")
     sus_score(list(answers.values()))
     nasa_tlx_raw(ratings)
     return {**answers, **ratings}
