@@ -379,6 +379,37 @@ def test_auth_parsing(tmp_path):
     assert "s3cret-a" not in repr(DemoConfig(auth=read_auth_file(users)))
 
 
+def test_wrong_logins_are_delayed_then_locked_out():
+    """Each wrong password waits; five in a row lock the name (even the right password) until the lockout ends."""
+    import asyncio
+
+    from limis.demo.auth import LoginGuard
+
+    now = [0.0]
+    guard = LoginGuard((("reader", "s3cret"),), max_failures=5, lockout_s=300, delay_s=0.05, clock=lambda: now[0])
+    check = lambda user, password: asyncio.run(guard.check(user, password))  # noqa: E731
+    assert check("reader", "s3cret")
+    started = time.perf_counter()
+    assert not any(check("Reader", f"guess{i}") for i in range(5))
+    assert time.perf_counter() - started >= 5 * 0.05  # every refusal is delayed
+    assert guard.locked("reader") and not check("reader", "s3cret")  # locked, right password or not
+    now[0] = 301.0
+    assert check("reader", "s3cret") and not guard.locked("reader")
+    options = launch_options(DemoConfig(auth=(("reader", "s3cret"),), temp_dir=Path("/tmp")))
+    assert options["auth"].__self__.max_failures == 5  # the demo's login goes through a guard
+
+
+def test_served_login_locks_out_after_five_wrong_passwords(box_segmenter, tmp_path):
+    config = DemoConfig(port=free_port(), temp_dir=tmp_path / "served", auth=(("reader", "s3cret"),))
+    with serve(config, box_segmenter) as (_, url):
+        login = lambda password: httpx.post(f"{url}login", data={"username": "reader", "password": password},  # noqa: E731
+                                            timeout=30)
+        started = time.perf_counter()
+        assert [login(f"guess{i}").status_code for i in range(5)] == [400] * 5
+        assert time.perf_counter() - started >= 4.5  # about a second per wrong password
+        assert login("s3cret").status_code == 400  # locked out, right password or not
+
+
 def test_task_files_in_json_and_yaml(tmp_path):
     from limis.demo.study import DEFAULT_TASKS, Task, load_tasks
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from limis.demo import actions
 from limis.demo.asr import Transcriber
+from limis.demo.auth import LoginGuard
 from limis.demo.config import DemoConfig
 from limis.demo.questionnaire import SUS_ANCHORS, SUS_ITEMS, SUS_SCALE, TLX_STEP, TLX_SUBSCALES
 from limis.demo.state import TABLE_HEADERS, DemoState, Shared, discard, draw, legend, new_state, slider_range, structure_rows
@@ -53,11 +54,11 @@ def _root(config: DemoConfig) -> Path:
 
 
 def launch_options(config: DemoConfig) -> dict:
-    """Keyword arguments for `Blocks.launch`: host, port, auth, upload cap, served paths."""
+    """Keyword arguments for `Blocks.launch`: host, port, login check (with lockout), upload cap, served paths."""
     return {
         "server_name": config.host,
         "server_port": config.port,
-        "auth": list(config.auth) or None,
+        "auth": LoginGuard(config.auth).check if config.auth else None,
         "max_file_size": config.max_upload_bytes,
         "allowed_paths": [str(_root(config))],
         "show_error": False,
