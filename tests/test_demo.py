@@ -356,6 +356,74 @@ def test_demo_warnings_name_the_cause(box_segmenter, tmp_path, capsys):
     assert "try again" not in shown.lower() and "\n" not in shown
 
 
+def _session_events(app) -> dict:
+    """The app's own load (tab opens) and unload (tab closes) handlers, as Gradio calls them."""
+    return {dep.targets[0][1]: dep.fn for dep in app.fns.values()
+            if dep.targets and dep.targets[0][1] in ("load", "unload")}
+
+
+def test_a_sessions_files_are_deleted_when_its_tab_closes(box_segmenter, tmp_path):
+    """Folder, downloads (DICOM-SEG with the patient module included), uploads and Gradio's download copies."""
+    import gradio as gr
+    from gradio.processing_utils import hash_file
+    from gradio.utils import get_upload_folder
+
+    from limis.demo.app import DICOM_SEG_NOTE
+
+    app = build_app(DemoConfig(temp_dir=tmp_path / "served"), box_segmenter)
+    events = _session_events(app)
+    tab, other = gr.Request(session_hash="tab-1"), gr.Request(session_hash="tab-2")
+    state, kept = events["load"](None, tab), events["load"](None, other)
+    seg = state.folder / "downloads" / "case_seg.dcm"
+    seg.parent.mkdir()
+    seg.write_bytes(b"pretend DICOM-SEG with a patient module")
+    cached = Path(app.GRADIO_CACHE) / hash_file(seg) / seg.name  # where Gradio copies a served download
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(seg.read_bytes())
+    upload = Path(get_upload_folder()) / f"limis-test-{state.session_id}" / "scan.nii.gz"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"uploaded scan")
+    state.uploads.add(upload)
+    events["unload"](tab)
+    assert not state.folder.exists() and not cached.exists() and not upload.parent.exists()
+    assert kept.folder.is_dir()  # another tab's session is untouched
+    assert "patient identifiers" in DICOM_SEG_NOTE
+    assert any(DICOM_SEG_NOTE in str(c["props"].get("value", "")) for c in app.config["components"])
+
+
+def test_the_temp_root_is_deleted_when_the_demo_stops(tmp_path):
+    """Ctrl-C and SIGTERM both stop the server cleanly and remove the temp root `launch` made."""
+    import signal
+
+    script = ("import sys; sys.path.insert(0, sys.argv[2]); from conftest import BoxSegmenter; "
+              "from limis.demo.app import launch; from limis.demo.config import DemoConfig; "
+              "launch(DemoConfig(port=int(sys.argv[1])), BoxSegmenter())")
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        temp, port = tmp_path / stop.name, free_port()
+        temp.mkdir()
+        env = {**__import__("os").environ, "TMPDIR": str(temp), "PYTHONPATH": str(REPO)}
+        server = subprocess.Popen([sys.executable, "-c", script, str(port), str(REPO / "tests")], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/config", timeout=2)
+                    break
+                except httpx.TransportError:
+                    assert server.poll() is None, server.stdout.read()
+                    time.sleep(0.5)
+            roots = list(temp.glob("limis-demo-*"))
+            assert len(roots) == 1 and (roots[0] / "example").is_dir()
+            time.sleep(3)  # let launch() finish its own start-up check and wait for requests
+            server.send_signal(stop)
+            assert server.wait(timeout=60) == 0, server.stdout.read()
+        finally:
+            if server.poll() is None:
+                server.kill()
+        assert not roots[0].exists(), stop.name
+
+
 def test_microphone_is_hidden_without_an_asr_model(box_segmenter, tmp_path):
     from limis.demo.asr import Transcriber
 
