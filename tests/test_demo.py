@@ -424,6 +424,42 @@ def test_the_temp_root_is_deleted_when_the_demo_stops(tmp_path):
         assert not roots[0].exists(), stop.name
 
 
+def test_a_huge_picture_is_refused_before_it_is_decoded(tmp_path):
+    """A ~150 kB PNG of 12000 x 12000 pixels: one refusal line, and the demo's peak memory barely moves."""
+    from PIL import Image
+
+    png = tmp_path / "huge.png"
+    Image.new("L", (12000, 12000)).save(png, optimize=True)
+    assert png.stat().st_size < 1_000_000
+    script = """
+import resource, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from conftest import BoxSegmenter
+from limis.demo import actions
+from limis.demo.app import _attempt
+from limis.demo.config import DemoConfig
+from limis.demo.state import Shared, new_state
+from limis.demo.study import DEFAULT_TASKS
+from limis.imaging.phantom import make_phantom
+root = Path(sys.argv[3])
+shared = Shared(DemoConfig(temp_dir=root), root, BoxSegmenter(), make_phantom(root / "ex"), DEFAULT_TASKS)
+state = new_state(root)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+shown = _attempt(lambda: actions.load_upload(shared, state, [sys.argv[1]], "radiological", None, None))
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+print(shown)
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(png), str(REPO / "tests"), str(tmp_path / "demo")],
+                          capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
+                                                                            "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    grown_mb, shown = done.stdout.strip().splitlines()[-2:]
+    assert int(grown_mb) < 50, f"peak RSS grew by {grown_mb} MB"
+    assert shown == ("⚠️ huge.png is 12000 x 12000 pixels (144.0 million); this demo takes pictures up to "
+                     "33.6 million pixels; downscale it first.")
+
+
 def test_microphone_is_hidden_without_an_asr_model(box_segmenter, tmp_path):
     from limis.demo.asr import Transcriber
 
