@@ -491,7 +491,10 @@ def test_wrong_logins_are_delayed_then_locked_out():
 
     now = [0.0]
     guard = LoginGuard((("reader", "s3cret"),), max_failures=5, lockout_s=300, delay_s=0.05, clock=lambda: now[0])
-    check = lambda user, password: asyncio.run(guard.check(user, password))  # noqa: E731
+
+    def check(user: str, password: str) -> bool:
+        return asyncio.run(guard.check(user, password))
+
     assert check("reader", "s3cret")
     started = time.perf_counter()
     assert not any(check("Reader", f"guess{i}") for i in range(5))
@@ -506,8 +509,9 @@ def test_wrong_logins_are_delayed_then_locked_out():
 def test_served_login_locks_out_after_five_wrong_passwords(box_segmenter, tmp_path):
     config = DemoConfig(port=free_port(), temp_dir=tmp_path / "served", auth=(("reader", "s3cret"),))
     with serve(config, box_segmenter) as (_, url):
-        login = lambda password: httpx.post(f"{url}login", data={"username": "reader", "password": password},  # noqa: E731
-                                            timeout=30)
+        def login(password: str) -> httpx.Response:
+            return httpx.post(f"{url}login", data={"username": "reader", "password": password}, timeout=30)
+
         started = time.perf_counter()
         assert [login(f"guess{i}").status_code for i in range(5)] == [400] * 5
         assert time.perf_counter() - started >= 4.5  # about a second per wrong password

@@ -405,7 +405,8 @@ def summarise(study: Study) -> dict[str, Any]:
         "counts": {
             "participants": len(names), "sessions": study.sessions, "tasks": len(study.tasks),
             "tasks_accepted": sum(t.accepted for t in study.tasks), "questionnaires": len(study.questionnaires),
-            "questionnaires_superseded": len(study.superseded), "log_files": study.log_files, "skipped_log_lines": len(study.skipped_lines),
+            "questionnaires_superseded": len(study.superseded), "log_files": study.log_files,
+            "skipped_log_lines": len(study.skipped_lines),
         },
         "participants": participants,
         "overall": overall,
