@@ -391,6 +391,26 @@ def test_a_sessions_files_are_deleted_when_its_tab_closes(box_segmenter, tmp_pat
     assert any(DICOM_SEG_NOTE in str(c["props"].get("value", "")) for c in app.config["components"])
 
 
+def test_a_served_sessions_folder_goes_when_the_browser_tab_closes(box_segmenter, tmp_path):
+    """Over HTTP as a browser does it: the page's heartbeat opens the tab, its load event makes the session."""
+    config = DemoConfig(port=free_port(), temp_dir=tmp_path / "served")
+    with serve(config, box_segmenter) as (app, url):
+        api, tab = f"{url}gradio_api", "tab-session-1"
+        load = next(i for i, dep in app.fns.items() if dep.targets and dep.targets[0][1] == "load")
+        with httpx.stream("GET", f"{api}/heartbeat/{tab}", timeout=None):  # the open tab
+            joined = httpx.post(f"{api}/queue/join", json={"data": [None], "fn_index": load, "session_hash": tab,
+                                                            "event_data": None, "trigger_id": None})
+            joined.raise_for_status()
+            with httpx.stream("GET", f"{api}/queue/data", params={"session_hash": tab}, timeout=30) as events:
+                next(line for line in events.iter_lines() if "process_completed" in line)
+            folders = list((Path(config.temp_dir) / "sessions").iterdir())
+            assert len(folders) == 1
+        deadline = time.time() + 20  # leaving the block closed the heartbeat: the tab is gone
+        while folders[0].exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert not folders[0].exists()
+
+
 def test_the_temp_root_is_deleted_when_the_demo_stops(tmp_path):
     """Ctrl-C and SIGTERM both stop the server cleanly and remove the temp root `launch` made."""
     import signal
