@@ -23,3 +23,11 @@ class WeightsNotFoundError(LimisError):
 
 class NotInImageError(LimisError):
     """A known structure was asked for but is not present in this image."""
+
+
+class PhraseRefusedError(VocabularyError):
+    """A phrase refused for its form; no fallback (such as the embedding matcher) may reinterpret it.
+
+    Negation, a modifier the vocabulary does not know, both sides without 'and', a near-miss
+    spelling, a prompt over the length cap, or words that are not English.
+    """

@@ -51,6 +51,39 @@ def test_segment_unknown_phrase_fails_before_loading(totalseg_dir: Path, tmp_pat
     assert not (tmp_path / "x.nii.gz").exists()
 
 
+@pytest.mark.parametrize(("prompt", "expected"), [
+    ("not the liver", "cannot segment everything except a structure"),
+    ("liver tumor", "'tumor' is not a known part or modifier of the liver; LIMIS segments whole structures"),
+    ("left right kidney", "say 'left kidney', 'right kidney' or 'both kidneys'"),
+    ("левая почка", "not understood: LIMIS expects English anatomical terms"),
+    ("spleeen", "Did you mean: spleen?"),
+    ("banana", "Unknown structure 'banana'"),
+    ("kidney " * 1500, "10500 characters long; LIMIS takes at most 200"),
+])
+def test_vocab_previews_exactly_what_segment_refuses(prompt: str, expected: str, tmp_path: Path, capsys) -> None:
+    """`limis vocab` and `limis segment` (oracle on the phantom) print the same one line and exit 2."""
+    from limis.imaging.phantom import make_phantom
+
+    phantom = make_phantom(tmp_path)
+    assert main(["vocab", prompt]) == 2
+    previewed = capsys.readouterr().err.strip()
+    code = main(["segment", str(phantom["image"]), prompt, "-o", str(tmp_path / "seg.nii.gz"), "--detector", "oracle",
+                 "--labels", str(phantom["labels"]), "--label-map", str(phantom["label_map"])])
+    refused = capsys.readouterr().err.strip()
+    assert code == 2 and refused == previewed and expected in refused
+    assert len(refused.splitlines()) == 1 and len(refused) < 300 and not (tmp_path / "seg.nii.gz").exists()
+
+
+def test_vocab_uses_the_same_resolver_as_segment(monkeypatch, capsys) -> None:
+    import limis.text
+
+    seen = []
+    real = limis.text.resolve_phrase
+    monkeypatch.setattr(limis.text, "resolve_phrase", lambda phrase, **kw: seen.append(phrase) or real(phrase, **kw))
+    assert main(["vocab", "left renal", "--json"]) == 0 and seen == ["left renal"]
+    assert json.loads(capsys.readouterr().out)[0]["structures"] == ["kidney_left"]
+
+
 def test_segment_missing_detector_weights_offline(totalseg_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     import huggingface_hub.constants as hub_constants

@@ -328,6 +328,158 @@ def test_png_view_convention_is_redisplayed_radiologically(box_segmenter, tmp_pa
     assert not state.folder.exists()
 
 
+def test_demo_warnings_name_the_cause(box_segmenter, tmp_path, capsys):
+    """A user mistake shows the CLI's own line; a bug says so, what was kept and its type, and offers no retry."""
+    from limis.cli import main
+    from limis.demo import actions, study
+    from limis.demo.app import _attempt
+    from limis.demo.state import new_state
+    from limis.detect.registry import read_label_names
+
+    shared, state = offline_shared(tmp_path, box_segmenter), new_state(tmp_path)
+    actions.load_example(shared, state)
+    assert main(["vocab", "left banana"]) == 2
+    cli_line = capsys.readouterr().err.strip().removeprefix("error:").strip()
+    assert _attempt(lambda: actions.click(state, "left banana", (1, 1))) == f"⚠️ {cli_line}"
+    assert _attempt(lambda: actions.set_plane(state, "oblique")).startswith("⚠️ unknown plane 'oblique'")
+    with pytest.raises(LimisError, match="must be a number"):
+        study.questionnaire_record(["x"] * 10, [50] * 6)
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(LimisError, match="JSON object of id -> name"):
+        read_label_names(tmp_path / "list.json")
+
+    def bug() -> str:
+        raise ValueError("boom")
+
+    shown = _attempt(bug)
+    assert "ValueError" in shown and "bug in LIMIS" in shown and "kept" in shown and "report" in shown
+    assert "try again" not in shown.lower() and "\n" not in shown
+
+
+def _session_events(app) -> dict:
+    """The app's own load (tab opens) and unload (tab closes) handlers, as Gradio calls them."""
+    return {dep.targets[0][1]: dep.fn for dep in app.fns.values()
+            if dep.targets and dep.targets[0][1] in ("load", "unload")}
+
+
+def test_a_sessions_files_are_deleted_when_its_tab_closes(box_segmenter, tmp_path):
+    """Folder, downloads (DICOM-SEG with the patient module included), uploads and Gradio's download copies."""
+    import gradio as gr
+    from gradio.processing_utils import hash_file
+    from gradio.utils import get_upload_folder
+
+    from limis.demo.app import DICOM_SEG_NOTE
+
+    app = build_app(DemoConfig(temp_dir=tmp_path / "served"), box_segmenter)
+    events = _session_events(app)
+    tab, other = gr.Request(session_hash="tab-1"), gr.Request(session_hash="tab-2")
+    state, kept = events["load"](None, tab), events["load"](None, other)
+    seg = state.folder / "downloads" / "case_seg.dcm"
+    seg.parent.mkdir()
+    seg.write_bytes(b"pretend DICOM-SEG with a patient module")
+    cached = Path(app.GRADIO_CACHE) / hash_file(seg) / seg.name  # where Gradio copies a served download
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(seg.read_bytes())
+    upload = Path(get_upload_folder()) / f"limis-test-{state.session_id}" / "scan.nii.gz"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"uploaded scan")
+    state.uploads.add(upload)
+    events["unload"](tab)
+    assert not state.folder.exists() and not cached.exists() and not upload.parent.exists()
+    assert kept.folder.is_dir()  # another tab's session is untouched
+    assert "patient identifiers" in DICOM_SEG_NOTE
+    assert any(DICOM_SEG_NOTE in str(c["props"].get("value", "")) for c in app.config["components"])
+
+
+def test_a_served_sessions_folder_goes_when_the_browser_tab_closes(box_segmenter, tmp_path):
+    """Over HTTP as a browser does it: the page's heartbeat opens the tab, its load event makes the session."""
+    config = DemoConfig(port=free_port(), temp_dir=tmp_path / "served")
+    with serve(config, box_segmenter) as (app, url):
+        api, tab = f"{url}gradio_api", "tab-session-1"
+        load = next(i for i, dep in app.fns.items() if dep.targets and dep.targets[0][1] == "load")
+        with httpx.stream("GET", f"{api}/heartbeat/{tab}", timeout=None):  # the open tab
+            joined = httpx.post(f"{api}/queue/join", json={"data": [None], "fn_index": load, "session_hash": tab,
+                                                            "event_data": None, "trigger_id": None})
+            joined.raise_for_status()
+            with httpx.stream("GET", f"{api}/queue/data", params={"session_hash": tab}, timeout=30) as events:
+                next(line for line in events.iter_lines() if "process_completed" in line)
+            folders = list((Path(config.temp_dir) / "sessions").iterdir())
+            assert len(folders) == 1
+        deadline = time.time() + 20  # leaving the block closed the heartbeat: the tab is gone
+        while folders[0].exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert not folders[0].exists()
+
+
+def test_the_temp_root_is_deleted_when_the_demo_stops(tmp_path):
+    """Ctrl-C and SIGTERM both stop the server cleanly and remove the temp root `launch` made."""
+    import signal
+
+    script = ("import sys; sys.path.insert(0, sys.argv[2]); from conftest import BoxSegmenter; "
+              "from limis.demo.app import launch; from limis.demo.config import DemoConfig; "
+              "launch(DemoConfig(port=int(sys.argv[1])), BoxSegmenter())")
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        temp, port = tmp_path / stop.name, free_port()
+        temp.mkdir()
+        env = {**__import__("os").environ, "TMPDIR": str(temp), "PYTHONPATH": str(REPO)}
+        server = subprocess.Popen([sys.executable, "-c", script, str(port), str(REPO / "tests")], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/config", timeout=2)
+                    break
+                except httpx.TransportError:
+                    assert server.poll() is None, server.stdout.read()
+                    time.sleep(0.5)
+            roots = list(temp.glob("limis-demo-*"))
+            assert len(roots) == 1 and (roots[0] / "example").is_dir()
+            time.sleep(3)  # let launch() finish its own start-up check and wait for requests
+            server.send_signal(stop)
+            assert server.wait(timeout=60) == 0, server.stdout.read()
+        finally:
+            if server.poll() is None:
+                server.kill()
+        assert not roots[0].exists(), stop.name
+
+
+def test_a_huge_picture_is_refused_before_it_is_decoded(tmp_path):
+    """A ~150 kB PNG of 12000 x 12000 pixels: one refusal line, and the demo's peak memory barely moves."""
+    from PIL import Image
+
+    png = tmp_path / "huge.png"
+    Image.new("L", (12000, 12000)).save(png, optimize=True)
+    assert png.stat().st_size < 1_000_000
+    script = """
+import resource, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from conftest import BoxSegmenter
+from limis.demo import actions
+from limis.demo.app import _attempt
+from limis.demo.config import DemoConfig
+from limis.demo.state import Shared, new_state
+from limis.demo.study import DEFAULT_TASKS
+from limis.imaging.phantom import make_phantom
+root = Path(sys.argv[3])
+shared = Shared(DemoConfig(temp_dir=root), root, BoxSegmenter(), make_phantom(root / "ex"), DEFAULT_TASKS)
+state = new_state(root)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+shown = _attempt(lambda: actions.load_upload(shared, state, [sys.argv[1]], "radiological", None, None))
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+print(shown)
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(png), str(REPO / "tests"), str(tmp_path / "demo")],
+                          capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
+                                                                            "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    grown_mb, shown = done.stdout.strip().splitlines()[-2:]
+    assert int(grown_mb) < 50, f"peak RSS grew by {grown_mb} MB"
+    assert shown == ("⚠️ huge.png is 12000 x 12000 pixels (144.0 million); this demo takes pictures up to "
+                     "33.6 million pixels; downscale it first.")
+
+
 def test_microphone_is_hidden_without_an_asr_model(box_segmenter, tmp_path):
     from limis.demo.asr import Transcriber
 
@@ -349,6 +501,41 @@ def test_auth_parsing(tmp_path):
     with pytest.raises(LimisError, match="cannot read"):
         read_auth_file(tmp_path / "missing.txt")
     assert "s3cret-a" not in repr(DemoConfig(auth=read_auth_file(users)))
+
+
+def test_wrong_logins_are_delayed_then_locked_out():
+    """Each wrong password waits; five in a row lock the name (even the right password) until the lockout ends."""
+    import asyncio
+
+    from limis.demo.auth import LoginGuard
+
+    now = [0.0]
+    guard = LoginGuard((("reader", "s3cret"),), max_failures=5, lockout_s=300, delay_s=0.05, clock=lambda: now[0])
+
+    def check(user: str, password: str) -> bool:
+        return asyncio.run(guard.check(user, password))
+
+    assert check("reader", "s3cret")
+    started = time.perf_counter()
+    assert not any(check("Reader", f"guess{i}") for i in range(5))
+    assert time.perf_counter() - started >= 5 * 0.05  # every refusal is delayed
+    assert guard.locked("reader") and not check("reader", "s3cret")  # locked, right password or not
+    now[0] = 301.0
+    assert check("reader", "s3cret") and not guard.locked("reader")
+    options = launch_options(DemoConfig(auth=(("reader", "s3cret"),), temp_dir=Path("/tmp")))
+    assert options["auth"].__self__.max_failures == 5  # the demo's login goes through a guard
+
+
+def test_served_login_locks_out_after_five_wrong_passwords(box_segmenter, tmp_path):
+    config = DemoConfig(port=free_port(), temp_dir=tmp_path / "served", auth=(("reader", "s3cret"),))
+    with serve(config, box_segmenter) as (_, url):
+        def login(password: str) -> httpx.Response:
+            return httpx.post(f"{url}login", data={"username": "reader", "password": password}, timeout=30)
+
+        started = time.perf_counter()
+        assert [login(f"guess{i}").status_code for i in range(5)] == [400] * 5
+        assert time.perf_counter() - started >= 4.5  # about a second per wrong password
+        assert login("s3cret").status_code == 400  # locked out, right password or not
 
 
 def test_task_files_in_json_and_yaml(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from limis.errors import VocabularyError
+from limis.errors import PhraseRefusedError, VocabularyError
 from limis.text import resolve_phrase
 from limis.text.matcher import EmbeddingMatcher
 
@@ -37,3 +37,36 @@ def test_nonsense_still_refused(matcher: EmbeddingMatcher) -> None:
         resolve_phrase("purple elephant dancing", matcher=matcher)
     with pytest.raises(VocabularyError):
         resolve_phrase("the organ that stores bile", matcher=matcher, use_embeddings=False)
+
+
+@pytest.mark.parametrize("phrase", ["not the liver", "liver tumor", "left right kidney", "spleeen"])
+def test_refusals_of_form_are_not_reinterpreted_by_the_embeddings(phrase: str, matcher: EmbeddingMatcher) -> None:
+    """Before, the embedding fallback turned 'not the liver' and 'liver tumor' into the whole liver."""
+    with pytest.raises(PhraseRefusedError):
+        resolve_phrase(phrase, matcher=matcher)
+
+
+@pytest.mark.parametrize("phrase", ["tumor", "spleeen", "banana", "not the liver", "liver tumor", "左肾"])
+def test_unknown_phrases_are_refused_without_loading_the_encoder(phrase: str, monkeypatch) -> None:
+    import time
+
+    from limis.text import resolver
+
+    def no_encoder():
+        raise AssertionError("the sentence encoder was loaded")
+
+    monkeypatch.setattr(resolver, "shared_matcher", no_encoder)
+    started = time.perf_counter()
+    with pytest.raises(VocabularyError) as error:
+        resolve_phrase(phrase)
+    assert time.perf_counter() - started < 2.0
+    if phrase == "spleeen":
+        assert "Did you mean: spleen?" in str(error.value)
+
+
+def test_a_description_around_a_named_structure_is_not_cut_down_to_it(matcher: EmbeddingMatcher) -> None:
+    """The encoder matching 'stomach' in 'tumor behind the stomach' would drop the tumor: refused instead."""
+    for phrase, known in (("tumor behind the stomach", "stomach"), ("mass under the liver", "liver")):
+        with pytest.raises(PhraseRefusedError, match=f"knows only '{known}'; it segments whole structures"):
+            resolve_phrase(phrase, matcher=matcher)
+    assert resolve_phrase("gland behind the stomach", matcher=matcher)[0].structures == ("pancreas",)

@@ -164,7 +164,8 @@ def test_run_usability_end_to_end(study_dir: Path, tmp_path: Path):
     with pytest.warns(StudyLogWarning):
         summary = run_usability(study_dir, tmp_path / "out")
     assert summary["counts"] == {"participants": 3, "sessions": 3, "tasks": 5, "tasks_accepted": 4,
-                                 "questionnaires": 3, "log_files": 3, "skipped_log_lines": 2}
+                                 "questionnaires": 3, "questionnaires_superseded": 0, "log_files": 3,
+                                 "skipped_log_lines": 2}
     people = {p["participant"]: p for p in summary["participants"]}
     assert [people[p]["sus"] for p in ("P01", "P02", "P03")] == [75.0, 100.0, 50.0]
     assert [people[p]["tlx_raw"] for p in ("P01", "P02", "P03")] == pytest.approx([30.0, 10.0, 340 / 6])
@@ -190,6 +191,23 @@ def test_run_usability_end_to_end(study_dir: Path, tmp_path: Path):
     report = (out / "report.md").read_text()
     assert "| P01 | 75.0 | good | 30.0 | 1 | 2 / 2 | 45.0 | 3.5 | 0.800 | 1 |" in report
     assert "skipped log lines: 2" in report and "Bangor" in report and "n = 3 participants" in report
+
+
+def test_a_second_submission_is_kept_and_supersedes_the_first(tmp_path: Path):
+    """The demo never overwrites answers; the analysis scores the latest and says how many it superseded."""
+    from limis.demo.study import questionnaire_record, write_questionnaire
+
+    first = write_questionnaire(tmp_path, "P01", "s1", questionnaire_record([3] * 10, [50] * 6))  # SUS 50
+    second = write_questionnaire(tmp_path, "P01", "s1", questionnaire_record([5, 1] * 5, [10] * 6))  # SUS 100
+    _write_questionnaire(tmp_path, "P02", [4, 2] * 5, [40] * 6)  # no `time`: still analysed
+    assert first != second and json.loads(first.read_text())["sus_1"] == 3  # the first answers are still on disk
+    study = load_study(tmp_path)
+    assert [(q.participant, q.sus) for q in study.questionnaires] == [("P01", 100.0), ("P02", 75.0)]
+    assert study.superseded == (first.name,)
+    summary = run_usability(tmp_path, tmp_path / "out")
+    assert summary["counts"]["questionnaires_superseded"] == 1
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "1 earlier submissions superseded" in report and first.name in report
 
 
 @pytest.mark.filterwarnings("ignore::limis.eval.usability.StudyLogWarning")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from limis.errors import VocabularyError
+from limis.errors import PhraseRefusedError, VocabularyError
 from limis.vocab import (
     Resolution,
     all_groups,
@@ -302,6 +302,64 @@ def test_wrong_side_or_number_is_refused(phrase: str, fragment: str, suggestion:
     assert fragment in str(error.value)
     assert "\n" not in str(error.value)
     assert error.value.suggestions[0] == suggestion
+
+
+@pytest.mark.parametrize("phrase", ["not the liver", "no liver", "except the spleen", "without the liver",
+                                    "please exclude the liver", "liver and not the spleen"])
+def test_negation_is_refused_not_ignored(phrase: str) -> None:
+    with pytest.raises(PhraseRefusedError, match="cannot segment everything except a structure") as error:
+        resolve_many(phrase)
+    assert "\n" not in str(error.value)
+
+
+def test_refinement_commands_that_start_like_a_negation_still_parse() -> None:
+    from limis.interact import commands as cmd
+
+    assert cmd.parse("exclude the upper part") == cmd.AddPoint(("top",), False)
+    assert cmd.parse("no, the other one") == cmd.Select("other")
+    with pytest.raises(cmd.NotUnderstood, match="cannot segment everything except"):
+        cmd.parse("not the liver")
+
+
+@pytest.mark.parametrize(("phrase", "extra", "structure"), [("liver tumor", "tumor", "the liver"),
+                                                            ("tumor in the liver", "tumor", "the liver"),
+                                                            ("abdominal aorta", "abdominal", "the aorta"),
+                                                            ("left kidney stone", "stone", "the kidney")])
+def test_an_unknown_modifier_is_refused_not_dropped(phrase: str, extra: str, structure: str) -> None:
+    with pytest.raises(PhraseRefusedError) as error:
+        resolve(phrase)
+    assert f"'{extra}' is not a known part or modifier of {structure}; LIMIS segments whole structures" in str(
+        error.value)
+
+
+def test_both_sides_without_and_are_refused() -> None:
+    with pytest.raises(PhraseRefusedError, match="say 'left kidney', 'right kidney' or 'both kidneys'"):
+        resolve("left right kidney")
+    assert resolve("left and right kidney").structures == KIDNEYS == resolve("both kidneys").structures
+
+
+@pytest.mark.parametrize("phrase", ["левая почка", "左肾", "левая kidney"])
+def test_non_english_words_are_not_understood(phrase: str) -> None:
+    with pytest.raises(PhraseRefusedError) as error:
+        resolve_many(phrase)
+    assert "is not understood: LIMIS expects English anatomical terms" in str(error.value)
+    assert "Empty" not in str(error.value)
+
+
+def test_a_long_prompt_is_refused_without_echoing_it() -> None:
+    prompt = "left kidney " * 900  # about 10 kB
+    for entry in (resolve, resolve_many):
+        with pytest.raises(PhraseRefusedError, match="10800 characters long; LIMIS takes at most 200") as error:
+            entry(prompt)
+        assert len(str(error.value)) < 200
+
+
+def test_a_near_miss_spelling_names_the_one_structure_meant() -> None:
+    with pytest.raises(PhraseRefusedError, match=r"Unknown structure 'spleeen'\. Did you mean: spleen\?") as error:
+        resolve("spleeen")
+    assert error.value.suggestions == ["spleen"]
+    with pytest.raises(PhraseRefusedError, match="Did you mean: left kidney\\?"):
+        resolve("left kidny")
 
 
 # --------------------------------------------------------------------------- lists

@@ -33,7 +33,9 @@ def vocab(
                           ", ".join(vocabulary.synonyms_of(s.name)[:6]))
         console.print(table)
         return
-    resolutions = vocabulary.resolve_many(query)
+    from limis.text import resolve_phrase
+
+    resolutions = resolve_phrase(query)  # exactly what `limis segment` resolves the prompt to
     if as_json:
         console.print_json(json.dumps([{"phrase": r.phrase, "structures": list(r.structures),
                                         "laterality": r.laterality, "matched": r.matched, "kind": r.kind}

@@ -100,7 +100,9 @@ def go_to_slice(state: DemoState, index: float) -> str:
 
 def set_plane(state: DemoState, plane: str) -> str:
     session = require_session(state)
-    return "" if Plane(plane).value == session.state.plane else command(state, plane)
+    if plane not in {p.value for p in Plane}:
+        raise LimisError(f"unknown plane '{plane}'; use one of: {', '.join(p.value for p in Plane)}.")
+    return "" if plane == session.state.plane else command(state, plane)
 
 
 def set_window(state: DemoState, window: str) -> str:

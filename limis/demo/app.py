@@ -8,20 +8,26 @@ queues model work (`concurrency_limit` at a time) and sends no analytics.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import shutil
+import signal
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable
 
 import gradio as gr
 import pandas as pd
 
 from limis.demo import actions
 from limis.demo.asr import Transcriber
+from limis.demo.auth import LoginGuard
 from limis.demo.config import DemoConfig
 from limis.demo.questionnaire import SUS_ANCHORS, SUS_ITEMS, SUS_SCALE, TLX_STEP, TLX_SUBSCALES
-from limis.demo.state import TABLE_HEADERS, DemoState, Shared, discard, draw, legend, new_state, slider_range, structure_rows
+from limis.demo.state import (TABLE_HEADERS, DemoState, OpenSessions, Shared, discard, draw, legend, new_state,
+                              slider_range, structure_rows)
 from limis.demo.study import load_tasks
 from limis.demo.uploads import one_line
 from limis.errors import LimisError
@@ -35,8 +41,11 @@ SEGMENTER_LABELS = {"litemedsam": "LiteMedSAM", "medsam_vit_b": "MedSAM ViT-B", 
 INTRO = """# LIMIS — language-prompted interactive segmentation
 Type a structure (*left kidney*) or a refinement (*bigger*, *move left 5 mm*, *include the upper part*,
 *next slice*, *undo*). **Left/right always mean the patient's side**; the display is radiological (the patient's
-right on the screen's left). Research demo, not for clinical use. Uploads stay on this server in a folder of your
-session only, deleted when the session ends; nothing is sent anywhere else."""
+right on the screen's left). Research demo, not for clinical use. Uploads and downloads stay on this server, kept
+for your session only: deleted when you close this tab and when the demo stops; nothing is sent anywhere else."""
+DICOM_SEG_NOTE = ("**The DICOM-SEG contains patient identifiers**: it copies the input's patient module (name, ID, "
+                  "birth date, sex) and study identifiers. Handle it as patient data.")
+CACHE_SWEEP_S, CACHE_MAX_AGE_S = 600, 3600
 
 
 def resolved(config: DemoConfig) -> DemoConfig:
@@ -53,11 +62,11 @@ def _root(config: DemoConfig) -> Path:
 
 
 def launch_options(config: DemoConfig) -> dict:
-    """Keyword arguments for `Blocks.launch`: host, port, auth, upload cap, served paths."""
+    """Keyword arguments for `Blocks.launch`: host, port, login check (with lockout), upload cap, served paths."""
     return {
         "server_name": config.host,
         "server_port": config.port,
-        "auth": list(config.auth) or None,
+        "auth": LoginGuard(config.auth).check if config.auth else None,
         "max_file_size": config.max_upload_bytes,
         "allowed_paths": [str(_root(config))],
         "show_error": False,
@@ -65,18 +74,53 @@ def launch_options(config: DemoConfig) -> dict:
     }
 
 
-def launch(config: DemoConfig) -> None:
-    """Build the app on a resolved config and serve it until interrupted."""
+def launch(config: DemoConfig, segmenter: Segmenter | None = None) -> None:
+    """Serve the app until Ctrl-C (or SIGTERM), then delete the demo's files: the temp root if it made one."""
+    made_root = config.temp_dir is None
     config = resolved(config)
-    build_app(config).launch(**launch_options(config))
+    try:
+        with _sigterm_as_interrupt():
+            build_app(config, segmenter).launch(**launch_options(config))
+    finally:
+        root = _root(config)
+        shutil.rmtree(root if made_root else root / "sessions", ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the server like Ctrl-C, so the clean-up after it runs too (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_app(config: DemoConfig, segmenter: Segmenter | None = None) -> gr.Blocks:
     """The demo app; `segmenter` (state-free, shared by all sessions) is built from the config if not given."""
     shared = _shared(config, segmenter)
-    # Uploads also sit in Gradio's own cache: drop them hourly once older than a session may live.
-    with gr.Blocks(title="LIMIS demo", analytics_enabled=False, delete_cache=(3600, config.session_ttl_s)) as app:
+    sessions = OpenSessions()
+    # Gradio's cache also holds every rendered view and a copy of each download: swept every
+    # CACHE_SWEEP_S, dropped after CACHE_MAX_AGE_S, all of it at shutdown. A session's own uploads,
+    # folder and download copies go as soon as its tab closes (`on_close`).
+    with gr.Blocks(title="LIMIS demo", analytics_enabled=False, delete_cache=(CACHE_SWEEP_S, CACHE_MAX_AGE_S)) as app:
         state = gr.State(None, time_to_live=config.session_ttl_s, delete_callback=discard)
+
+        def on_open(s: DemoState | None, request: gr.Request) -> DemoState:
+            return sessions.register(request.session_hash, s or new_state(shared.root))
+
+        def on_close(request: gr.Request) -> None:
+            end_session(app, sessions.pop(request.session_hash))
+
+        app.load(on_open, [state], [state], api_visibility="private")
+        app.unload(on_close)
         gr.Markdown(INTRO)
         engines = gr.Markdown(_engines(shared, None), elem_id="limis-engines")
         with gr.Tabs():
@@ -89,6 +133,26 @@ def build_app(config: DemoConfig, segmenter: Segmenter | None = None) -> gr.Bloc
         _wire_segment(shared, ui)
     app.queue(default_concurrency_limit=config.concurrency_limit)
     return app
+
+
+def end_session(app: gr.Blocks, state: DemoState | None) -> None:
+    """Delete a finished session's folder, its uploads and Gradio's cached copies of its downloads."""
+    if state is None:
+        return
+    from gradio.processing_utils import hash_file
+
+    downloads = state.folder / "downloads"
+    for path in downloads.iterdir() if downloads.is_dir() else ():
+        shutil.rmtree(Path(app.GRADIO_CACHE) / hash_file(path), ignore_errors=True)  # Gradio's copy-by-hash
+    discard(state)
+
+
+def uploaded(paths: list[str | None]) -> set[Path]:
+    """The paths that are browser uploads in Gradio's upload cache (they are deleted with the session)."""
+    from gradio.utils import get_upload_folder
+
+    cache = Path(get_upload_folder()).resolve()
+    return {Path(p) for p in paths if p and Path(p).resolve().is_relative_to(cache)}
 
 
 def _shared(config: DemoConfig, segmenter: Segmenter | None) -> Shared:
@@ -204,6 +268,7 @@ def _segment_tab(shared: Shared, state: gr.State, engines: gr.Markdown) -> Segme
             mic = _voice_panel(shared)
             with gr.Accordion("Downloads", open=False):
                 make_downloads = gr.Button("Prepare downloads (labelmap, JSON, DICOM-SEG, screenshot)")
+                gr.Markdown(DICOM_SEG_NOTE, elem_id="limis-dicom-seg-note")
                 downloads = gr.File(label="Files", file_count="multiple", interactive=False, elem_id="limis-downloads")
     return SegmentUi(state, image, legend_box, table, chat, status, slider, plane, window, engines, *upload, text,
                      send, undo, redo, box_structure, mic, make_downloads, downloads)
@@ -281,9 +346,15 @@ def _attempt(action: Callable[[], str | None]) -> str:
         message = one_line(str(error))
     except Exception as error:  # a bug must not show a traceback or end the session
         logger.exception("LIMIS demo action failed")
-        message = f"unexpected error ({type(error).__name__}); nothing was changed. Try again or reload the image."
+        message = bug_message(error)
     gr.Warning(message)
     return f"⚠️ {message}"
+
+
+def bug_message(error: Exception) -> str:
+    """The one line shown for a bug (not a user mistake): what was kept, and that retrying will not help."""
+    return (f"internal error ({type(error).__name__}): a bug in LIMIS, not a problem with your input. Your image and "
+            "segmentation are kept as they were; please report this (the server log has the details).")
 
 
 def _act(shared: Shared, state: DemoState | None, action: Callable[[DemoState], str]) -> tuple[DemoState, str]:
@@ -322,7 +393,11 @@ def _wire_segment(shared: Shared, ui: SegmentUi) -> None:
     events = {"concurrency_id": MODEL_GROUP}
 
     def on_load(s, files, view, labels, label_map):
-        return _refresh(shared, s, lambda st: actions.load_upload(shared, st, files, view, labels, label_map))
+        def act(st: DemoState) -> str:
+            st.uploads |= uploaded([*(files or []), labels, label_map])
+            return actions.load_upload(shared, st, files, view, labels, label_map)
+
+        return _refresh(shared, s, act)
 
     def on_query(s, text):
         return (*_refresh(shared, s, lambda st: actions.query(st, text)), "")
@@ -333,7 +408,11 @@ def _wire_segment(shared: Shared, ui: SegmentUi) -> None:
     def on_voice(s, audio):
         if not audio or shared.transcriber is None:
             return (*_refresh(shared, s, lambda st: None), "")
-        return (*_refresh(shared, s, lambda st: actions.query(st, shared.transcriber(audio))), "")
+        def act(st: DemoState) -> str:
+            st.uploads |= uploaded([audio])
+            return actions.query(st, shared.transcriber(audio))
+
+        return (*_refresh(shared, s, act), "")
 
     def on_downloads(s):
         written: list[Path] = []

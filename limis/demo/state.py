@@ -7,6 +7,7 @@ segmenter, the optional transcriber, the example files) is common to all session
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 import uuid
@@ -61,6 +62,7 @@ class DemoState:
     log: InteractionLog | None = None
     participant: str | None = None
     task_started: dict[str, float] = field(default_factory=dict)
+    uploads: set[Path] = field(default_factory=set)  # this session's files in Gradio's upload cache
 
 
 def new_state(root: Path) -> DemoState:
@@ -72,9 +74,33 @@ def new_state(root: Path) -> DemoState:
 
 
 def discard(state: DemoState | None) -> None:
-    """gr.State delete callback: remove the session's files when the browser session ends."""
-    if state is not None:
-        shutil.rmtree(state.folder, ignore_errors=True)
+    """Remove the session's folder and its uploads (on tab close, and as the gr.State delete callback)."""
+    if state is None:
+        return
+    shutil.rmtree(state.folder, ignore_errors=True)
+    for path in state.uploads:
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # Gradio keeps each upload in its own folder; only removed once empty
+    state.uploads.clear()
+
+
+class OpenSessions:
+    """Browser session id -> its DemoState, so the tab's unload event can delete that session's files at once."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, DemoState] = {}
+        self._lock = threading.Lock()
+
+    def register(self, key: str, state: DemoState) -> DemoState:
+        with self._lock:
+            self._states[key] = state
+        return state
+
+    def pop(self, key: str) -> DemoState | None:
+        """Forget the session; its state (to discard), or None if it never registered."""
+        with self._lock:
+            return self._states.pop(key, None)
 
 
 def require_session(state: DemoState) -> Session:

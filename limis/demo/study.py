@@ -1,8 +1,9 @@
 """Study mode: participant ids, the task list, per-task timing and questionnaire files.
 
 Files live in the study log folder: `<participant>_<session>.jsonl` (one line per command, plus
-`task_start` / `task_end` markers with `task_id`) and `<participant>_<session>_questionnaire.json`
-(flat `sus_1`..`sus_10`, `tlx_*` keys): the formats `limis eval usability` reads. No patient identifiers.
+`task_start` / `task_end` markers with `task_id`) and one `<participant>_<session>_<n>_questionnaire.json`
+per submission (flat `sus_1`..`sus_10`, `tlx_*` keys; never overwritten): the formats `limis eval usability`
+reads. No patient identifiers.
 """
 
 from __future__ import annotations
@@ -79,17 +80,33 @@ def questionnaire_record(sus: list, tlx: list) -> dict[str, float]:
     missing = [item for (item, _), value in zip(SUS_ITEMS, sus) if value in (None, "")]
     if missing or len(sus) != len(SUS_ITEMS):
         raise LimisError(f"please answer every SUS statement (missing: {', '.join(missing) or 'some'}).")
-    answers = {item: int(value) for (item, _), value in zip(SUS_ITEMS, sus)}
-    ratings = {item: float(value) for (item, *_), value in zip(TLX_SUBSCALES, tlx)}
+    try:
+        answers = {item: int(value) for (item, _), value in zip(SUS_ITEMS, sus)}
+        ratings = {item: float(value) for (item, *_), value in zip(TLX_SUBSCALES, tlx)}
+    except (TypeError, ValueError):
+        raise LimisError("every answer must be a number: SUS 1-5, NASA-TLX 0-100; please check the form.") from None
+    if len(ratings) != len(TLX_SUBSCALES):
+        raise LimisError(f"please rate all {len(TLX_SUBSCALES)} NASA-TLX subscales.")
     sus_score(list(answers.values()))
     nasa_tlx_raw(ratings)
     return {**answers, **ratings}
 
 
 def write_questionnaire(log_dir: Path, participant: str, session_id: str, record: dict[str, float]) -> Path:
-    """Write `<participant>_<session>_questionnaire.json` (flat item keys) next to the interaction log."""
-    path = Path(log_dir) / f"{participant}_{session_id}_questionnaire.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a new `<participant>_<session>_<n>_questionnaire.json` (flat item keys, `time`, `submission` n).
+
+    Append-only: a later submission gets the next n and never replaces an earlier file; the analysis
+    (`limis.eval.usability.load_study`) uses each participant's latest and counts the rest as superseded.
+    """
+    folder = Path(log_dir)
+    folder.mkdir(parents=True, exist_ok=True)
     payload = {"participant": participant, "session_id": session_id, "time": time.time(), **record}
-    path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    return path
+    number = 1
+    while True:
+        path = folder / f"{participant}_{session_id}_{number}_questionnaire.json"
+        try:
+            with path.open("x", encoding="utf-8") as handle:  # "x": fails instead of overwriting
+                handle.write(json.dumps({**payload, "submission": number}, indent=2))
+            return path
+        except FileExistsError:
+            number += 1

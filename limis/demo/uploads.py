@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 from limis.errors import LimisError
 from limis.imaging.readers import IMAGE_2D_SUFFIXES, NIFTI_SUFFIXES
 
 SINGLE_FILE_SUFFIXES = (*NIFTI_SUFFIXES, *IMAGE_2D_SUFFIXES, ".zip", ".dcm")
+MAX_PICTURE_PIXELS = 2**25  # 5792 x 5792; the largest radiographs are about 4300 x 5300
 
 
 def check_total_size(paths: list[Path], max_bytes: int) -> None:
@@ -18,6 +20,30 @@ def check_total_size(paths: list[Path], max_bytes: int) -> None:
     if total > max_bytes:
         raise LimisError(f"the upload totals {total / 2**20:.1f} MB, over this demo's {max_bytes / 2**20:.1f} MB "
                          "limit; crop or resample the image, or ask the host to raise --max-upload-mb.")
+
+
+def check_picture_pixels(path: Path, max_pixels: int = MAX_PICTURE_PIXELS) -> None:
+    """Refuse a PNG/JPEG whose decoded size is over `max_pixels`, reading only its header (PIL opens lazily).
+
+    A few hundred kB of PNG can decode to gigabytes; the byte cap alone does not bound memory.
+    Files PIL cannot open are left to the image reader, which names what is wrong with them.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.name.lower().endswith(IMAGE_2D_SUFFIXES):
+        return
+    limit = f"this demo takes pictures up to {max_pixels / 1e6:.1f} million pixels; downscale it first."
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as picture:  # header only: no pixel data is decoded here
+                width, height = picture.size
+    except Image.DecompressionBombError:
+        raise LimisError(f"{path.name} decodes to far more pixels than {limit}") from None
+    except (OSError, UnidentifiedImageError, ValueError):
+        return
+    if width * height > max_pixels:
+        raise LimisError(f"{path.name} is {width} x {height} pixels ({width * height / 1e6:.1f} million); {limit}")
 
 
 def stage_image(paths: list[Path], folder: Path, max_bytes: int) -> Path:
@@ -30,6 +56,7 @@ def stage_image(paths: list[Path], folder: Path, max_bytes: int) -> Path:
         raise LimisError("no image chosen: upload a .nii/.nii.gz, a DICOM .zip or .dcm files, or a .png/.jpg.")
     check_total_size(paths, max_bytes)
     if len(paths) == 1:
+        check_picture_pixels(paths[0])
         return paths[0]
     not_dicom = [p.name for p in paths if not _is_dicom(p)]
     if not_dicom:

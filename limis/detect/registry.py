@@ -24,6 +24,8 @@ def read_label_names(path: str | Path, label_set: str | None = None) -> dict[int
         table = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise LimisError(f"{path}: not a readable JSON label map ({error}); give {{\"1\": \"spleen\", ...}}.") from error
+    if not isinstance(table, dict):
+        raise LimisError(f"{path}: a label map is a JSON object of id -> name; give {{\"1\": \"spleen\", ...}}.")
     if "labels" in table and isinstance(table["labels"], list):  # LIMIS sidecar
         table = {str(row["id"]): row["name"] for row in table["labels"]}
     nested = {k: v for k, v in table.items() if isinstance(v, dict)}

@@ -5,7 +5,11 @@ Inputs under one study folder (searched recursively):
   optional `task_start` / `task_end` events (keys `task_id`, `task`) mark the study's tasks.
 - `*_questionnaire.json`: `participant`, `session_id`, `sus_1`..`sus_10` (integers 1-5) and
   `tlx_mental`, `tlx_physical`, `tlx_temporal`, `tlx_performance`, `tlx_effort`,
-  `tlx_frustration` (0-100; performance runs from 0 = perfect to 100 = failure, as on the TLX sheet).
+  `tlx_frustration` (0-100; performance runs from 0 = perfect to 100 = failure, as on the TLX sheet),
+  optional `time` (unix seconds of the submission). The demo writes one file per submission.
+- latest submission: each form holds both instruments (SUS and TLX); per participant only the
+  latest form is analysed (largest `time`, a form without `time` counting as oldest, ties by file
+  name); earlier ones are superseded, counted and listed in the report.
 
 What each number means (the report repeats this):
 - task: the events of one session between `task_start` and `task_end`; a session without markers
@@ -131,6 +135,7 @@ class QuestionnaireRecord:
     sus_answers: tuple[int, ...]
     tlx: dict[str, float]  # subscale name (no prefix) -> 0-100
     source: str  # file, relative to the study folder
+    time: float | None = None  # unix seconds of the submission, when the form records it
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ class Study:
     sessions: int
     skipped_lines: tuple[str, ...] = ()  # "file:line: why"
     notes: tuple[str, ...] = ()  # structural problems found while splitting tasks
+    superseded: tuple[str, ...] = ()  # questionnaire files replaced by a later submission of the same participant
 
 
 @dataclass
@@ -177,9 +183,20 @@ def load_study(logdir: str | Path) -> Study:
     for note in notes:
         warnings.warn(note, StudyLogWarning, stacklevel=2)
     tasks.sort(key=lambda t: (t.participant, t.start_time))
-    questionnaires = [_read_questionnaire(path, root) for path in questionnaire_paths]
-    questionnaires.sort(key=lambda q: (q.participant, q.source))
-    return Study(tuple(tasks), tuple(questionnaires), len(log_paths), len(sessions), tuple(skipped), tuple(notes))
+    questionnaires, superseded = _latest_forms([_read_questionnaire(path, root) for path in questionnaire_paths])
+    return Study(tuple(tasks), questionnaires, len(log_paths), len(sessions), tuple(skipped), tuple(notes),
+                 superseded)
+
+
+def _latest_forms(forms: list[QuestionnaireRecord]) -> tuple[tuple[QuestionnaireRecord, ...], tuple[str, ...]]:
+    """(each participant's latest form, the sources of the earlier ones); see "latest submission" above."""
+    latest: dict[str, QuestionnaireRecord] = {}
+    superseded = []
+    for form in sorted(forms, key=lambda q: (q.time is not None, q.time or 0.0, q.source)):
+        if form.participant in latest:
+            superseded.append(latest[form.participant].source)
+        latest[form.participant] = form
+    return tuple(sorted(latest.values(), key=lambda q: q.participant)), tuple(sorted(superseded))
 
 
 def _read_log(path: Path, root: Path, skipped: list[str]) -> list[dict[str, Any]]:
@@ -237,11 +254,12 @@ def _read_questionnaire(path: Path, root: Path) -> QuestionnaireRecord:
         tlx_raw = nasa_tlx_raw(ratings)
     except LimisError as error:
         raise LimisError(f"{source}: {error}") from None
-    session_id = data.get("session_id")
+    session_id, when = data.get("session_id"), data.get("time")
     return QuestionnaireRecord(
         participant=str(data["participant"]), session_id=None if session_id is None else str(session_id),
         sus=sus, tlx_raw=tlx_raw, sus_answers=tuple(int(a) for a in answers),
         tlx={name: float(ratings[f"tlx_{name}"]) for name in TLX_SUBSCALES}, source=source,
+        time=float(when) if _is_number(when) else None,
     )
 
 
@@ -370,7 +388,7 @@ def _task_rows(study: Study) -> list[dict[str, Any]]:
 def summarise(study: Study) -> dict[str, Any]:
     """Plain-data summary (JSON-serialisable): counts, per-participant rows, overall statistics.
 
-    SUS and raw TLX are averaged per participant first, so their overall n is participants;
+    SUS and raw TLX come from each participant's latest questionnaire, so their overall n is participants;
     task measures use every task (n = tasks); TLX subscales use every questionnaire.
     """
     names = sorted({t.participant for t in study.tasks} | {q.participant for q in study.questionnaires})
@@ -387,7 +405,8 @@ def summarise(study: Study) -> dict[str, Any]:
         "counts": {
             "participants": len(names), "sessions": study.sessions, "tasks": len(study.tasks),
             "tasks_accepted": sum(t.accepted for t in study.tasks), "questionnaires": len(study.questionnaires),
-            "log_files": study.log_files, "skipped_log_lines": len(study.skipped_lines),
+            "questionnaires_superseded": len(study.superseded), "log_files": study.log_files,
+            "skipped_log_lines": len(study.skipped_lines),
         },
         "participants": participants,
         "overall": overall,
@@ -395,6 +414,7 @@ def summarise(study: Study) -> dict[str, Any]:
         "tlx_subscales": {name: _stats([q.tlx[name] for q in study.questionnaires]) for name in TLX_SUBSCALES},
         "tasks": _task_rows(study),
         "skipped_log_lines": list(study.skipped_lines),
+        "superseded_questionnaires": list(study.superseded),
         "notes": list(study.notes),
     }
 
@@ -506,7 +526,8 @@ def _report_markdown(summary: dict[str, Any], written: Mapping[str, Path]) -> st
     blocks = [
         "# Usability study report",
         f"{counts['participants']} participants, {counts['sessions']} sessions in {counts['log_files']} log files, "
-        f"{counts['tasks']} tasks ({counts['tasks_accepted']} accepted), {counts['questionnaires']} questionnaires; "
+        f"{counts['tasks']} tasks ({counts['tasks_accepted']} accepted), {counts['questionnaires']} questionnaires "
+        f"(latest per participant; {counts['questionnaires_superseded']} earlier submissions superseded); "
         f"{counts['skipped_log_lines']} unreadable log lines skipped.",
         "## Per participant",
         markdown_table(
@@ -561,6 +582,9 @@ def _quality_text(summary: Mapping[str, Any]) -> str:
     lines += [f"  - {where}\n" for where in summary["skipped_log_lines"][:20]]
     if len(summary["skipped_log_lines"]) > 20:
         lines.append(f"  - ... and {len(summary['skipped_log_lines']) - 20} more\n")
+    superseded = summary["superseded_questionnaires"]
+    lines.append(f"- questionnaires superseded by a later submission of the same participant: {len(superseded)}\n")
+    lines += [f"  - {source}\n" for source in superseded]
     lines.append(f"- task-marker notes: {len(summary['notes'])}\n")
     lines += [f"  - {note}\n" for note in summary["notes"]]
     return "".join(lines)
@@ -568,7 +592,8 @@ def _quality_text(summary: Mapping[str, Any]) -> str:
 
 _DEFINITIONS = """\
 - **SUS**: System Usability Scale (Brooke 1996); odd items score answer - 1, even items 5 - answer,
-  sum x 2.5 (0-100, higher is better). A participant with several questionnaires gets their mean.
+  sum x 2.5 (0-100, higher is better). A participant who submitted several questionnaires is scored
+  on the latest (largest `time`); the earlier ones are counted as superseded.
 - **raw NASA-TLX**: unweighted mean of the six subscales, 0-100 (higher is more workload;
   performance is rated 0 = perfect to 100 = failure).
 - **task**: events between `task_start` and `task_end` of one session; a session without markers is

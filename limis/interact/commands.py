@@ -142,6 +142,11 @@ def normalise(text: str) -> str:
 
 def parse(utterance: str) -> Edit:
     """The edit an utterance asks for; raises NotUnderstood (one line) otherwise."""
+    from limis.vocab.parser import MAX_PROMPT_CHARS
+
+    if len(utterance) > MAX_PROMPT_CHARS:  # refused without echoing it
+        raise NotUnderstood(f"that command is {len(utterance)} characters long; LIMIS takes at most "
+                            f"{MAX_PROMPT_CHARS}: name a structure or a refinement, e.g. 'left kidney' or 'bigger'.")
     text = normalise(utterance)
     if not text:
         raise NotUnderstood(f"I heard nothing to do. I understand {UNDERSTOOD}.")

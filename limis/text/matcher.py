@@ -7,6 +7,7 @@ or any local transformers sentence-encoder folder. Text embeddings are cached by
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -17,6 +18,10 @@ import numpy as np
 from limis.errors import WeightsNotFoundError
 
 DEFAULT_THRESHOLD = 0.55
+_WORD = re.compile(r"[a-z]+")
+_FUNCTION_WORDS = frozenset({"the", "a", "an", "of", "and", "or", "that", "which", "in", "on", "to", "from", "by",
+                             "with", "for", "is", "are", "it", "its", "all", "single", "label", "left", "right",
+                             "both", "side"})  # sides are kept apart from the matched concept
 
 
 @dataclass(frozen=True)
@@ -73,25 +78,47 @@ def _descriptions() -> dict[str, list[str]]:
     return {key: value for key, value in table.items() if not key.startswith("_")}
 
 
+@lru_cache(maxsize=1)
+def name_evidence() -> tuple[tuple[str, str], ...]:
+    """(vocabulary term, text) pairs for the side-free structures' displays and synonyms."""
+    from limis import vocab
+
+    return tuple((structure.name, text.lower()) for structure in vocab.all_structures()
+                 if structure.laterality is None for text in (structure.display, *vocab.synonyms_of(structure.name)))
+
+
+@lru_cache(maxsize=1)
+def evidence() -> tuple[tuple[str, str], ...]:
+    """(vocabulary term, text) pairs the matcher compares phrases with: names, then plain-language descriptions."""
+    return (*name_evidence(), *((term, text) for term, texts in _descriptions().items() for text in texts))
+
+
+@lru_cache(maxsize=1)
+def evidence_words() -> frozenset[str]:
+    """Content words of the evidence texts, singular and plural: a phrase sharing none cannot match."""
+    words = {word for _, text in evidence() for word in _WORD.findall(text)} - _FUNCTION_WORDS
+    return frozenset(words | {word.removesuffix("s") for word in words} | {f"{word}s" for word in words})
+
+
+def could_match(phrase: str) -> bool:
+    """Whether the phrase shares a content word with the evidence; decided without loading the encoder."""
+    return bool(set(_WORD.findall(phrase.lower())) & evidence_words())
+
+
+def only_names(phrase: str, found: TermMatch) -> bool:
+    """Whether the match is a structure's own name written in the phrase: the other words were simply dropped."""
+    named = found.evidence in {text for _, text in name_evidence()}
+    return named and set(_WORD.findall(found.evidence)) <= set(_WORD.findall(phrase.lower()))
+
+
 class EmbeddingMatcher:
     """Nearest vocabulary term by cosine similarity over synonyms and plain-language descriptions."""
 
     def __init__(self, encoder: SentenceEncoder | None = None, threshold: float = DEFAULT_THRESHOLD) -> None:
-        from limis import vocab
-
         self.encoder = encoder or SentenceEncoder()
         self.threshold = threshold
-        self.terms: list[str] = []
-        self.evidence: list[str] = []
-        for structure in vocab.all_structures():
-            if structure.laterality is None:
-                for text in (structure.display, *vocab.synonyms_of(structure.name)):
-                    self.terms.append(structure.name)
-                    self.evidence.append(text.lower())
-        for term, texts in _descriptions().items():
-            for text in texts:
-                self.terms.append(term)
-                self.evidence.append(text)
+        self.terms = [term for term, _ in evidence()]
+        self.evidence = [text for _, text in evidence()]
         self.matrix = self.encoder.encode(self.evidence)
 
     def match(self, phrase: str) -> TermMatch | None:

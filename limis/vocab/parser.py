@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from limis.errors import VocabularyError
+from limis.errors import PhraseRefusedError, VocabularyError
 from limis.vocab.registry import (
     SIDES,
     Group,
@@ -66,6 +66,12 @@ _NUMBER_RE = re.compile(r"^(\d{1,2})(?:st|nd|rd|th)?$")
 _SHORTHAND_RE = re.compile(r"^([a-z]{1,2})(\d{1,2})$")
 _LIST_SEPARATOR_RE = re.compile(r"(,|;|\+|&|\n|\band\b|\bplus\b|\bas well as\b)", re.IGNORECASE)
 _LIST_HINT = "Run `limis vocab` to list all structures."
+MAX_PROMPT_CHARS = 200
+# A query starting with one of these asks for everything but a structure, which LIMIS cannot do.
+_NEGATIONS = frozenset({"not", "no", "except", "without", "exclude", "excluding"})
+# Words that make a phrase a description ("gland behind the stomach"), left to the embedding matcher.
+_RELATION_WORDS = frozenset({"that", "which", "behind", "under", "below", "above", "beside", "between", "near",
+                             "after", "before", "from", "into", "inside", "around", "beneath"})
 
 
 @dataclass(frozen=True)
@@ -318,6 +324,92 @@ def _side_missing(phrase: str, display: str, have: list[Structure]) -> Vocabular
     )
 
 
+def _check_length(text: str) -> None:
+    if len(text) > MAX_PROMPT_CHARS:
+        raise PhraseRefusedError(
+            f"the prompt is {len(text)} characters long; LIMIS takes at most {MAX_PROMPT_CHARS}: name the "
+            "structures, e.g. 'left kidney, spleen'."
+        )
+
+
+def _check_form(phrase: str) -> None:
+    """Refuse a phrase that is not English or starts with a negation, before any lookup."""
+    if any(ch.isalpha() and not unicodedata.normalize("NFKD", ch).encode("ascii", "ignore") for ch in phrase):
+        raise PhraseRefusedError(
+            f"'{phrase}' is not understood: LIMIS expects English anatomical terms, e.g. 'left kidney'. {_LIST_HINT}"
+        )
+    words = _words(phrase)
+    while words and words[0] in _LEADING_WORDS:
+        words = words[1:]
+    if words and words[0] in _NEGATIONS:
+        raise PhraseRefusedError(
+            f"'{phrase}': LIMIS cannot segment everything except a structure ('{words[0]}'); name the "
+            "structures you want, e.g. 'liver' or 'liver and spleen'."
+        )
+
+
+def _check_sides(phrase: str, words: list[str], core: list[str]) -> None:
+    """Refuse 'left right kidney': both sides named with neither 'and' nor 'both' between them."""
+    named = {_SIDE_WORDS[w] for w in words if w in _SIDE_WORDS}
+    if len(named) == 2 and "and" not in words and not _BOTH_WORDS & set(words):
+        noun = " ".join(core) or "kidney"
+        raise PhraseRefusedError(
+            f"'{phrase}' names the left and the right side at once; say 'left {noun}', 'right {noun}' or "
+            f"'both {noun}s'."
+        )
+
+
+def _check_modifier(phrase: str, core: list[str], index: _Index) -> None:
+    """Refuse a known structure with words the vocabulary does not know ("liver tumor"), instead of dropping them."""
+    if _RELATION_WORDS & set(core):
+        return
+    for size in range(len(core) - 1, 0, -1):
+        for start in range(len(core) - size + 1):
+            term = " ".join(core[start : start + size])
+            if term in index.terms:
+                extra = " ".join(core[:start] + core[start + size:])
+                display = _target_display(index.terms[term])
+                raise PhraseRefusedError(
+                    f"'{phrase}': '{extra}' is not a known part or modifier of {_the(display)}; LIMIS segments "
+                    f"whole structures: say '{term}'. {_LIST_HINT}",
+                    suggestions=[display],
+                )
+
+
+def _target_display(target: _Target) -> str:
+    vocab = load_vocabulary()
+    if target.kind == "structure":
+        return vocab.structures[target.key].display
+    if target.kind == "concept":
+        return _pair_display(vocab, target.key)
+    return vocab.groups[target.key].display
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions)."""
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, start=1):
+        current = [i]
+        for j, char_b in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
+        previous = current
+    return previous[-1]
+
+
+def _near_miss(phrase: str, side: str | None, core: list[str], index: _Index) -> None:
+    """Refuse a misspelling within 2 edits of exactly one known structure ("spleeen"), naming it."""
+    key = " ".join(core)
+    if len(key) < 4:
+        return
+    close = {target: term for term, target in index.terms.items()
+             if len(term) >= 4 and abs(len(term) - len(key)) <= 2 and _edit_distance(key, term) <= 2}
+    if len(close) != 1:
+        return
+    target, term = next(iter(close.items()))
+    meant = f"{side} {term}" if side in SIDES else term
+    raise PhraseRefusedError(f"Unknown structure '{phrase}'. Did you mean: {meant}? {_LIST_HINT}", suggestions=[meant])
+
+
 # --------------------------------------------------------------------------- resolution
 
 
@@ -427,6 +519,7 @@ def _resolve(phrase: str) -> Resolution:
         structure = vocab.structures[identifier]
         return Resolution(phrase, (identifier,), structure.laterality, identifier, "structure")
 
+    _check_form(phrase)
     words = _normalise(phrase)
     if not words:
         raise VocabularyError(
@@ -437,6 +530,7 @@ def _resolve(phrase: str) -> Resolution:
         return _from_target(phrase, index.terms[full], None, full)
 
     side, core = _split_side(words)
+    _check_sides(phrase, words, core)
     numbered = _try_numbered(phrase, core, side, index)
     if numbered is not None:
         return numbered
@@ -447,6 +541,8 @@ def _resolve(phrase: str) -> Resolution:
     if by_bag is not None:
         term, target = by_bag
         return _from_target(phrase, target, side, term)
+    _check_modifier(phrase, core, index)
+    _near_miss(phrase, side, core, index)
     raise _UnknownPhrase(phrase)
 
 
@@ -459,6 +555,7 @@ def resolve(phrase: str) -> Resolution:
     Raises VocabularyError (one-line message, `.suggestions` = closest known terms) when the
     phrase names nothing known, or names a side that the structure does not have.
     """
+    _check_length(phrase)
     try:
         return _resolve(phrase)
     except _UnknownPhrase:
@@ -476,6 +573,7 @@ def resolve_many(text: str) -> list[Resolution]:
     "portal vein and splenic vein"), so the longest run of parts that resolves is taken first.
     Raises VocabularyError for the first part that resolves to nothing.
     """
+    _check_length(text)
     pieces = _LIST_SEPARATOR_RE.split(text)
     chunks, separators = pieces[0::2], pieces[1::2]
 
