@@ -23,6 +23,7 @@ import pytest
 from limis.demo.app import build_app, launch_options
 from limis.demo.config import DemoConfig, parse_auth, read_auth_file
 from limis.errors import LimisError
+from limis.pipeline.models import ModelOptions
 
 # Viewer outputs as the client sees them (the gr.State is hidden from the API).
 IMAGE, LEGEND, TABLE, CHAT, STATUS, SLIDER = 0, 1, 2, 3, 4, 5
@@ -55,7 +56,7 @@ def client(url: str):
 def demo_server(tmp_path_factory, litemedsam, embedding_cache_dir):
     root = tmp_path_factory.mktemp("demo")
     config = DemoConfig(port=free_port(), temp_dir=root / "served", log_dir=root / "logs",
-                        embedding_cache_dir=embedding_cache_dir)
+                        models=ModelOptions(cache_dir=embedding_cache_dir))
     with serve(config, litemedsam) as (app, url):
         yield app, url, config
 
@@ -65,7 +66,7 @@ def small_server(tmp_path_factory, litemedsam, embedding_cache_dir):
     """A second app sharing the same segmenter, with a 0.5 MB upload cap."""
     root = tmp_path_factory.mktemp("demo-small")
     config = DemoConfig(port=free_port(), temp_dir=root / "served", log_dir=root / "logs", max_upload_mb=0.5,
-                        embedding_cache_dir=embedding_cache_dir)
+                        models=ModelOptions(cache_dir=embedding_cache_dir))
     with serve(config, litemedsam) as (app, url):
         yield app, url, config
 
@@ -111,7 +112,13 @@ def test_golden_flow_on_the_shared_ct(demo_server, totalseg_dir, total_names):
 
     files, note = user.predict(api_name="/download")
     out = downloaded(files)
-    assert set(out) == {"labels.nii.gz", "labels.json", "view.png"}, note
+    assert set(out) == {"labels.nii.gz", "labels.json", "labels.report.json", "view.png"}, note
+    record = json.loads(out["labels.report.json"].read_text())
+    from limis.segment.builders import litemedsam_checkpoint
+    from limis.weights import sha256_of
+
+    assert record["models"]["segmenter"]["sha256"] == sha256_of(litemedsam_checkpoint())
+    assert record["models"]["detector"]["name"] == "oracle" and record["structures"] == ["kidney_left"]
     source, written = nib.load(str(ct)), nib.load(str(out["labels.nii.gz"]))
     assert written.shape == source.shape and np.allclose(written.affine, source.affine)
     mask, z = one_structure_slice(out, "kidney_left")

@@ -38,8 +38,10 @@ def free_port() -> int:
 def served_demo(root: Path, segmenter, cache_dir: Path):
     from limis.demo.app import build_app, launch_options
     from limis.demo.config import DemoConfig
+    from limis.pipeline.models import ModelOptions
 
-    config = DemoConfig(port=free_port(), temp_dir=root / "served", log_dir=root / "logs", embedding_cache_dir=cache_dir)
+    config = DemoConfig(port=free_port(), temp_dir=root / "served", log_dir=root / "logs",
+                        models=ModelOptions(cache_dir=cache_dir))
     app = build_app(config, segmenter)
     app.launch(prevent_thread_lock=True, quiet=True, **launch_options(config))
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -38,12 +39,13 @@ def chat(
     from limis.detect.registry import read_label_names
     from limis.imaging import load_image
     from limis.imaging.align import load_labelmap_on
-    from limis.imaging.export import labelmap_files, sidecar_path
+    from limis.eval.provenance import report, report_bytes
+    from limis.imaging.export import labelmap_files, report_path, sidecar_path
     from limis.imaging.outputs import check_labelmap_name, check_outputs, commit_files
     from limis.interact import InteractionLog, Session
 
     check_labelmap_name(out)
-    check_outputs([out, sidecar_path(out)], [image, labels, label_map, log], overwrite=overwrite)
+    check_outputs([out, sidecar_path(out), report_path(out)], [image, labels, label_map, log], overwrite=overwrite)
     volume = load_image(image, modality=modality)
     print_reader_warnings(volume)
     console.print(modality_line(volume), highlight=False)
@@ -69,7 +71,12 @@ def chat(
         console.print(("[green]" if reply.changed else "[yellow]") + reply.text + "[/]", highlight=False)
     labelmap, names = session.labelmap()
     if session.state.done and names:
-        for path in commit_files(labelmap_files(volume, labelmap, names, out)):
+        files = labelmap_files(volume, labelmap, names, out)
+        record = report(volume, {"segmenter": cache.segmenter, "detector": found_detector}, command="chat",
+                        options={**asdict(models), "cache_dir": bool(cache_dir), "modality": modality},
+                        structures=sorted(names.values()), outputs=[p.name for p in [*files, report_path(out)]])
+        files[report_path(out)] = report_bytes(record)
+        for path in commit_files(files):
             console.print(f"wrote {path}")
     elif session.state.done:
         console.print("[yellow]nothing segmented: no mask written.[/]")

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from limis.cli.app import app, console, console_err
+from limis.cli.options import DEFAULTS, CacheDirOption, DeviceOption, ModelOptions, RuntimeOption, SegmenterOption, WeightsOption
 from limis.errors import LimisError
 
 EPILOG = ("Examples: limis demo  ·  limis demo --port 8080 --log-dir study-logs  ·  "
@@ -25,11 +26,11 @@ def demo(
     concurrency: int = typer.Option(None, "--concurrency", help="Model jobs run at once across all users (default 2)."),
     log_dir: Path = typer.Option(None, "--log-dir", help="Study logs and questionnaires (default limis-output/study-logs)."),
     task_file: Path = typer.Option(None, "--task-file", help="JSON/YAML list of study tasks (default: 3 built-in tasks)."),
-    segmenter: str = typer.Option(None, "--segmenter", help="litemedsam (default) | medsam_vit_b | sam_vit_b/l/h | hf-sam."),
-    weights: str = typer.Option(None, "--weights", help="Segmenter weights file (default: the shipped LiteMedSAM)."),
-    device: str = typer.Option(None, "--device", help="cpu (default) or cuda."),
-    cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE",
-                                   help="Keep slice embeddings on disk between sessions and runs."),
+    segmenter: SegmenterOption = DEFAULTS.segmenter,
+    weights: WeightsOption = DEFAULTS.weights,
+    runtime: RuntimeOption = DEFAULTS.runtime,
+    device: DeviceOption = DEFAULTS.device,
+    cache_dir: CacheDirOption = DEFAULTS.cache_dir,
     asr_model: Path = typer.Option(None, "--asr-model", help="Local speech-recognition model folder: shows a microphone."),
 ) -> None:
     """Serve the interactive web demo: upload or pick the example case, type 'left kidney', refine, download."""
@@ -38,8 +39,8 @@ def demo(
     credentials = read_auth_file(auth_file) if auth_file else ((parse_auth(auth),) if auth else ())
     chosen = {
         "max_upload_mb": max_upload_mb, "concurrency_limit": concurrency, "log_dir": log_dir, "task_file": task_file,
-        "segmenter": segmenter, "weights": weights, "device": device, "embedding_cache_dir": cache_dir,
         "asr_model": asr_model,
+        "models": ModelOptions(segmenter, weights, runtime, device=device, cache_dir=cache_dir),
     }
     config = DemoConfig(host=host, port=port, auth=credentials, **{k: v for k, v in chosen.items() if v is not None})
     check_port_free(host, port)

@@ -59,7 +59,7 @@ def segment(
 ) -> None:
     """Segment structures named in plain language; 'left'/'right' mean the patient's side."""
     from limis.imaging import Plane, load_image
-    from limis.eval.provenance import report
+    from limis.eval.provenance import report, report_bytes
     from limis.imaging.export import dicom_seg_files, dicom_seg_path, labelmap_files, report_path
     from limis.imaging.outputs import commit_files
     from limis.pipeline.grounded import GroundedPipeline, SegmentOptions
@@ -103,7 +103,7 @@ def segment(
                                  "prompts_resolved": structures},
                         timings_s={k: round(v, 3) for k, v in timings.items()},
                         results=rows, outputs=[path.name for path in [*files, report_path(out)]])
-        files[report_path(out)] = (json.dumps(record, indent=2) + "\n").encode()
+        files[report_path(out)] = report_bytes(record)
         written = commit_files(files)
     _report(rows, written, as_json, size_key)
 

@@ -165,7 +165,8 @@ def _log_box(state: DemoState, structure: str, box: tuple[float, float, float, f
 
 def downloads(state: DemoState) -> tuple[str, list[Path]]:
     """Write the screenshot, and with any mask the NIfTI labelmap + JSON (+ DICOM-SEG for DICOM input)."""
-    from limis.imaging.export import sidecar_path, write_dicom_seg, write_labelmap
+    from limis.eval.provenance import report, report_bytes
+    from limis.imaging.export import report_path, sidecar_path, write_dicom_seg, write_labelmap
 
     session = require_session(state)
     out = state.folder / "downloads"
@@ -181,6 +182,11 @@ def downloads(state: DemoState) -> tuple[str, list[Path]]:
     files = [nifti, sidecar_path(nifti), shot]
     if session.volume.source_kind == "dicom":
         files.insert(2, write_dicom_seg(session.volume, labelmap, names, out / f"{state.case}_seg.dcm"))
+    run_report = report_path(nifti)
+    record = report(session.volume, {"segmenter": session.cache.segmenter, "detector": session.detector},
+                    command="demo", structures=sorted(names.values()), outputs=[f.name for f in files] + [run_report.name])
+    run_report.write_bytes(report_bytes(record))
+    files.insert(-1, run_report)  # before the screenshot
     return f"Wrote {', '.join(f.name for f in files)} (on the input's own grid).", files
 
 

@@ -157,17 +157,16 @@ def uploaded(paths: list[str | None]) -> set[Path]:
 
 def _shared(config: DemoConfig, segmenter: Segmenter | None) -> Shared:
     from limis.imaging.phantom import make_phantom
-    from limis.segment.builders import build_segmenter
 
     root = _root(config)
-    model = segmenter or build_segmenter(config.segmenter, config.weights, config.device)
+    model = segmenter or config.models.build_segmenter()
     return Shared(
         config=config,
         root=root,
         segmenter=model,
         example=make_phantom(root / "example"),
         tasks=load_tasks(config.task_file),
-        transcriber=Transcriber(config.asr_model, config.device) if config.asr_model else None,
+        transcriber=Transcriber(config.asr_model, config.models.device) if config.asr_model else None,
         grounding=_text_model(model),
     )
 

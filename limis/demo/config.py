@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from limis.errors import LimisError
+from limis.pipeline.models import ModelOptions
 
 Credentials = tuple[tuple[str, str], ...]
 
@@ -15,8 +16,8 @@ class DemoConfig:
     """Everything `build_app` and `launch` need; the CLI passes only what the user set.
 
     `temp_dir` is the only folder the web server may serve files from (None: a fresh folder
-    under the system temp dir). `embedding_cache_dir` persists slice embeddings across
-    sessions and runs (same image, slice and window: no second encoding).
+    under the system temp dir). `models.cache_dir` persists slice embeddings across sessions
+    and runs (same image, slice and window: no second encoding).
     """
 
     host: str = "127.0.0.1"
@@ -25,10 +26,7 @@ class DemoConfig:
     max_upload_mb: float = 512.0
     concurrency_limit: int = 2
     log_dir: Path = Path("limis-output/study-logs")
-    segmenter: str = "litemedsam"
-    weights: str | None = None
-    device: str = "cpu"
-    embedding_cache_dir: Path | None = None
+    models: ModelOptions = ModelOptions()  # segmenter, encoder runtime, device, embedding cache folder
     session_cache_mb: int = 256
     temp_dir: Path | None = None
     asr_model: Path | None = None

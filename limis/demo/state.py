@@ -113,7 +113,7 @@ def open_case(shared: Shared, state: DemoState, volume: Volume, reference: tuple
               case: str, detector_note: str) -> None:
     """Start a new Session on a loaded volume: the oracle detector when a reference is given, else the shared one."""
     cache = EmbeddingCache(shared.segmenter, max_bytes=shared.config.session_cache_mb * 2**20,
-                           disk_dir=shared.config.embedding_cache_dir)
+                           disk_dir=shared.config.models.cache_dir)
     detector = (OracleDetector(*reference) if reference is not None
                 else LiteGroundingDetector(shared.grounding, cache) if shared.grounding is not None else None)
     state.session = Session(volume, cache, detector=detector, reference=reference, log=state.log)

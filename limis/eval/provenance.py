@@ -134,6 +134,6 @@ def report(volume=None, models: dict | None = None, **run) -> dict:
     return record
 
 
-def write_report(record: dict, out_path: Path) -> Path:
-    out_path.write_text(json.dumps(record, indent=2))
-    return out_path
+def report_bytes(record: dict) -> bytes:
+    """A report as the UTF-8 JSON written beside an output."""
+    return (json.dumps(record, indent=2) + "\n").encode()
