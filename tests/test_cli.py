@@ -177,7 +177,7 @@ def test_eval_usability_cli(tmp_path: Path, capsys) -> None:
 
 def test_modality_override_is_applied_and_said(tmp_path: Path, capsys) -> None:
     """A CT without air (clipped to [-125, 275] HU) is guessed MR; --modality CT wins, and both are printed."""
-    from limis.cli.app import modality_line
+    from limis.imaging.readers import modality_line
     from limis.imaging import load_image
 
     data = np.clip(np.random.default_rng(0).normal(40, 80, size=(16, 16, 3)), -125, 275).astype(np.int16)

@@ -326,7 +326,8 @@ def test_png_view_convention_is_redisplayed_radiologically(box_segmenter, tmp_pa
     Image.fromarray(pixels).save(png)
     shared, state = offline_shared(tmp_path, box_segmenter), new_state(tmp_path)
     for view, turned in (("radiological", pixels), ("neurological", pixels[:, ::-1]), ("rotated180", pixels[::-1, ::-1])):
-        assert actions.load_upload(shared, state, [str(png)], view, None, None).startswith("Loaded slice.png: OT")
+        note = actions.load_upload(shared, state, [str(png)], view, None, None)
+        assert note.startswith("Loaded slice.png") and "modality: OT" in note
         assert np.array_equal(display_slice(state.session.volume.array, Plane.AXIAL, 0), turned)
         letters = edge_letters(state.session.current_image().geometry)
         assert (letters["left"], letters["right"], letters["top"]) == ("R", "L", "A")
@@ -592,3 +593,28 @@ def test_launcher_serves_on_localhost_with_login(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_structure_table_never_cuts_names(tmp_path, box_segmenter) -> None:
+    """Long names wrap instead of being cut, so 'Left upper lung lobe' and 'Right upper lung lobe' stay apart."""
+    import gradio as gr
+
+    app = build_app(DemoConfig(temp_dir=tmp_path / "served"), box_segmenter)
+    tables = [block for block in app.blocks.values() if isinstance(block, gr.Dataframe) and block.elem_id == "limis-table"]
+    assert len(tables) == 1 and tables[0].wrap is True and tables[0].max_chars is None
+
+
+def test_the_modality_menu_overrides_the_guess_and_says_so(tmp_path, box_segmenter) -> None:
+    """A CT clipped to [-125, 275] HU is guessed MR; the menu's CT reaches the session, and the note names both."""
+    from limis.demo import actions
+    from limis.demo.state import new_state
+
+    data = np.clip(np.random.default_rng(0).normal(40, 80, size=(16, 16, 3)), -125, 275).astype(np.int16)
+    path = tmp_path / "clipped_ct.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    shared, state = offline_shared(tmp_path, box_segmenter), new_state(tmp_path)
+    guessed = actions.load_upload(shared, state, [str(path)], "radiological", None, None)
+    assert "modality: MR (guessed from intensities; set the Modality menu if wrong)" in guessed
+    stated = actions.load_upload(shared, state, [str(path)], "radiological", None, None, "CT")
+    assert "modality: CT (set by the Modality menu; the reader found MR)" in stated
+    assert state.session.volume.modality == "CT"

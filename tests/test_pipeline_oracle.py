@@ -100,3 +100,39 @@ def test_absent_structure_is_not_found(totalseg_dir: Path, total_names, litemeds
     assert not result.results[0].found
     assert not result.labelmap.any()
     assert cache.misses == 0  # no slice was encoded for an absent structure
+
+
+def test_a_whole_structure_is_its_labelled_parts(tmp_path: Path, box_segmenter) -> None:
+    """'left lung' against lobes is their union, against a whole-lung label that label; 'heart' from its chambers;
+    a lobe is never taken from a whole-lung label."""
+    from limis.eval.cases import present_structures
+    from limis.imaging.phantom import make_phantom
+
+    volume = load_image(make_phantom(tmp_path)["image"])
+    lobes = np.zeros(volume.shape, dtype=np.uint16)
+    lobes[60:80, 20:40, 10:14] = 10  # lung_upper_lobe_left
+    lobes[60:80, 20:40, 6:10] = 11  # lung_lower_lobe_left
+    lobes[10:30, 20:40, 6:14] = 12  # lung_upper_lobe_right
+    lobes[40:50, 50:60, 8:12] = 45  # heart_atrium_left
+    lobes[40:50, 60:70, 8:12] = 46  # heart_ventricle_left
+    names = {10: "lung_upper_lobe_left", 11: "lung_lower_lobe_left", 12: "lung_upper_lobe_right",
+             45: "heart_atrium_left", 46: "heart_ventricle_left"}
+    assert present_structures(lobes, names, ["lung_left", "heart", "lung_middle_lobe_right"]) == ["lung_left", "heart"]
+    result = GroundedPipeline(OracleDetector(lobes, names), EmbeddingCache(box_segmenter)).segment(
+        volume, ["lung_left", "heart"], all_components())
+    found = {r.structure: result.labelmap == r.label_id for r in result.results}
+    assert dice(found["lung_left"], np.isin(lobes, [10, 11])) == 1.0
+    assert dice(found["heart"], np.isin(lobes, [45, 46])) > 0.6  # one box around both chambers on each slice
+
+    whole = np.where(np.isin(lobes, [10, 11]), 1, np.where(lobes == 12, 2, 0)).astype(np.uint16)
+    whole_names = {1: "lung_left", 2: "lung_right"}
+    result = GroundedPipeline(OracleDetector(whole, whole_names), EmbeddingCache(box_segmenter)).segment(
+        volume, ["lung_left", "lung_right", "lung_upper_lobe_left"], all_components())
+    assert [r.found for r in result.results] == [True, True, False]
+
+
+def all_components():
+    """Options that keep every piece, so a mask is compared with the whole reference."""
+    from limis.pipeline.grounded import SegmentOptions
+
+    return SegmentOptions(largest_component=False)

@@ -17,16 +17,6 @@ console = Console()
 console_err = Console(stderr=True)
 
 
-def modality_line(volume) -> str:
-    """One line saying which modality the models will assume and where it came from (guess, header or --modality)."""
-    read = volume.metadata.get("modality_read")
-    if read is not None:
-        return f"modality: {volume.modality} (set by --modality; the reader found {read})"
-    if volume.metadata.get("modality_guessed"):
-        return f"modality: {volume.modality} (guessed from intensities; set --modality if wrong)"
-    return f"modality: {volume.modality} (from the file)"
-
-
 def print_reader_warnings(volume) -> None:
     """Print, one line each on stderr, what the reader changed or chose (NaN voxels replaced, one series of several)."""
     print_warnings(volume.metadata.get("warnings", []))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from limis.cli.app import app, console, modality_line, print_reader_warnings
+from limis.cli.app import app, console, print_reader_warnings
+from limis.imaging.readers import modality_line
 from limis.cli.options import (DEFAULTS, CacheDirOption, DetectorOption, DetectorWeightsOption, DeviceOption,
                                ModalityOption, ModelOptions, RuntimeOption, SegmenterOption, WeightsOption)
 

@@ -12,7 +12,8 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from limis.cli.app import app, console, modality_line, print_reader_warnings
+from limis.cli.app import app, console, print_reader_warnings
+from limis.imaging.readers import modality_line
 from limis.cli.options import (DEFAULTS, CacheDirOption, DetectorOption, DetectorWeightsOption, DeviceOption,
                                ModalityOption, ModelOptions, RuntimeOption, SegmenterOption, WeightsOption)
 

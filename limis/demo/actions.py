@@ -18,6 +18,7 @@ from limis.demo.state import DemoState, Shared, draw, layers, open_case, require
 from limis.demo.uploads import safe_stem, stage_image
 from limis.errors import LimisError
 from limis.imaging.display import CT_WINDOWS, Plane
+from limis.imaging.readers import modality_line
 from limis.imaging.volume import Volume
 
 NO_DETECTOR = "no detector: draw a box (type the structure, then click two opposite corners on the image)"
@@ -25,8 +26,9 @@ MIN_BOX_PX = 2.0
 
 
 def load_upload(shared: Shared, state: DemoState, files: list[str] | None, view: str,
-                labels: str | None, label_map: str | None) -> str:
-    """Load uploaded image file(s), with an optional reference labelmap + label-map JSON (oracle, Dice)."""
+                labels: str | None, label_map: str | None, modality: str | None = None) -> str:
+    """Load uploaded image file(s), with an optional reference labelmap + label-map JSON (oracle, Dice);
+    `modality` overrides the reader's guess (None: keep it)."""
     from limis.imaging import load_image
 
     if bool(labels) != bool(label_map):
@@ -34,7 +36,7 @@ def load_upload(shared: Shared, state: DemoState, files: list[str] | None, view:
     paths = [Path(f) for f in files or []]
     image_path = stage_image(paths, state.folder, shared.config.max_upload_bytes)
     try:
-        volume = load_image(image_path, view=view)
+        volume = load_image(image_path, view=view, modality=modality)
     finally:  # a staged DICOM series is held in memory once read; drop the copies
         if image_path.parent == state.folder:
             shutil.rmtree(image_path, ignore_errors=True)
@@ -68,8 +70,9 @@ def _loaded_note(state: DemoState, what: str) -> str:
     session = require_session(state)
     volume = session.volume
     shape = "×".join(str(s) for s in volume.shape)
-    return (f"Loaded {what}: {volume.modality}, {shape} voxels. Showing {session.state.plane} slice "
-            f"{session.state.index}; left/right always mean the patient's side (radiological display).")
+    return (f"Loaded {what}: {shape} voxels; {modality_line(volume, 'the Modality menu')}. Showing "
+            f"{session.state.plane} slice {session.state.index}; left/right always mean the patient's side "
+            "(radiological display).")
 
 
 def query(state: DemoState, text: str | None) -> str:

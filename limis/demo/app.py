@@ -32,10 +32,11 @@ from limis.demo.study import load_tasks
 from limis.demo.uploads import one_line
 from limis.errors import LimisError
 from limis.imaging.display import CT_WINDOWS, Plane
-from limis.imaging.readers import VIEW_CONVENTIONS
+from limis.imaging.readers import MODALITIES, VIEW_CONVENTIONS
 from limis.segment.base import Segmenter
 
 logger = logging.getLogger(__name__)
+MODALITY_CHOICES = ("guess from the image", *MODALITIES)  # the first keeps the reader's guess
 MODEL_GROUP = "limis-model"  # every event that runs the segmenter shares one concurrency limit
 SEGMENTER_LABELS = {"litemedsam": "LiteMedSAM", "medsam_vit_b": "MedSAM ViT-B", "hf-sam": "SAM (transformers)"}
 INTRO = """# LIMIS — language-prompted interactive segmentation
@@ -219,6 +220,7 @@ class SegmentUi:
     view: gr.Dropdown
     ref_labels: gr.File
     ref_map: gr.File
+    modality: gr.Dropdown
     load: gr.Button
     example: gr.Button
     text: gr.Textbox
@@ -249,8 +251,9 @@ def _segment_tab(shared: Shared, state: gr.State, engines: gr.Markdown) -> Segme
                                      elem_id="limis-window")
             slider = gr.Slider(0, 1, value=0, step=1, label="Slice", interactive=False, elem_id="limis-slice")
             legend_box = gr.HTML(legend(None), elem_id="limis-legend")
+            # wrap: long names ("Left upper lung lobe" / "Right upper lung lobe") are never cut to look alike
             table = gr.Dataframe(pd.DataFrame(columns=TABLE_HEADERS), label="Structures", interactive=False,
-                                 elem_id="limis-table")
+                                 wrap=True, elem_id="limis-table")
         with gr.Column(scale=2):
             upload = _upload_panel()
             chat = gr.Chatbot(label="Chat", height=320, elem_id="limis-chat", feedback_options=None)
@@ -283,10 +286,13 @@ def _upload_panel() -> tuple:
             ref_labels = gr.File(label="Reference labelmap (optional)", type="filepath", elem_id="limis-ref-labels")
             ref_map = gr.File(label="Label-map JSON (optional)", type="filepath", file_types=[".json"],
                               elem_id="limis-ref-map")
+        modality = gr.Dropdown(MODALITY_CHOICES, value=MODALITY_CHOICES[0], label="Modality",
+                               info="Override the guess from intensities (a CT clipped to [-125, 275] HU has no air "
+                                    "and is guessed MR).", elem_id="limis-modality")
         with gr.Row():
             load = gr.Button("Load image", variant="primary", elem_id="limis-load")
             example = gr.Button("Example case", elem_id="limis-example")
-    return files, view, ref_labels, ref_map, load, example
+    return files, view, ref_labels, ref_map, modality, load, example
 
 
 def _voice_panel(shared: Shared) -> gr.Audio:
@@ -391,10 +397,11 @@ def _wire_segment(shared: Shared, ui: SegmentUi) -> None:
     state, viewer = ui.state, ui.viewer
     events = {"concurrency_id": MODEL_GROUP}
 
-    def on_load(s, files, view, labels, label_map):
+    def on_load(s, files, view, labels, label_map, modality=MODALITY_CHOICES[0]):
         def act(st: DemoState) -> str:
             st.uploads |= uploaded([*(files or []), labels, label_map])
-            return actions.load_upload(shared, st, files, view, labels, label_map)
+            chosen = None if modality == MODALITY_CHOICES[0] else modality
+            return actions.load_upload(shared, st, files, view, labels, label_map, chosen)
 
         return _refresh(shared, s, act)
 
@@ -424,7 +431,8 @@ def _wire_segment(shared: Shared, ui: SegmentUi) -> None:
         s, note = _act(shared, s, act)
         return s, [str(f) for f in written] or None, note
 
-    ui.load.click(on_load, [state, ui.files, ui.view, ui.ref_labels, ui.ref_map], viewer, api_name="load", **events)
+    ui.load.click(on_load, [state, ui.files, ui.view, ui.ref_labels, ui.ref_map, ui.modality], viewer, api_name="load",
+                  **events)
     ui.example.click(lambda s: _refresh(shared, s, lambda st: actions.load_example(shared, st)), [state], viewer,
                      api_name="example", **events)
     ui.text.submit(on_query, [state, ui.text], [*viewer, ui.text], api_name="query", **events)

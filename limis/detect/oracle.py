@@ -22,20 +22,24 @@ class OracleDetector(Detector):
 
     def __init__(self, labels: np.ndarray, names: dict[int, str]) -> None:
         self.labels = labels
-        self.ids_by_name: dict[str, list[int]] = {}
-        for label_id, name in names.items():
-            self.ids_by_name.setdefault(name, []).append(int(label_id))
+        self.names = {int(label_id): name for label_id, name in names.items()}
+
+    def ids(self, structure: str) -> list[int]:
+        """The reference labels of a structure, or of its parts (a whole lung from its lobes)."""
+        from limis.vocab import label_ids
+
+        return label_ids(structure, self.names)
 
     def present_structures(self) -> set[str]:
         present = set(np.unique(self.labels).tolist())
-        return {name for name, ids in self.ids_by_name.items() if present.intersection(ids)}
+        return {name for label_id, name in self.names.items() if label_id in present}
 
     def detect(self, image: SliceImage, structures: Sequence[str]) -> list[Detection]:
         geometry = image.geometry
         labels = display_slice(self.labels, geometry.plane, geometry.index)
         found = []
         for structure in structures:
-            ids = self.ids_by_name.get(structure, [])
+            ids = self.ids(structure)
             box = box_from_mask(np.isin(labels, ids)) if ids else None
             if box is not None:
                 found.append(Detection(structure, box, 1.0, structure))
@@ -43,7 +47,7 @@ class OracleDetector(Detector):
 
     def candidate_slices(self, structure: str, plane_axis: int) -> np.ndarray:
         """Canonical indices along `plane_axis` where the structure has any voxel."""
-        mask = np.isin(self.labels, self.ids_by_name.get(structure, []))
+        mask = np.isin(self.labels, self.ids(structure))
         other = tuple(a for a in range(3) if a != plane_axis)
         return np.flatnonzero(mask.any(axis=other))
 

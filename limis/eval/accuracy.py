@@ -23,6 +23,7 @@ from limis.eval.provenance import claim_run_folder
 from limis.eval.results import ResultsFile
 from limis.eval.stats import describe
 from limis.segment.cache import EmbeddingCache
+from limis.vocab import label_ids, other_side
 
 MODES = ("oracle-box", "text", "interactive")
 FIELDS = ["mode", "case", "patient", "structure", "dice", "iou", "nsd", "hd95_mm", "volume_pred_ml",
@@ -83,7 +84,7 @@ def _evaluate_case(mode, case, volume, labels, names, wanted, cache, detector, t
     from limis.detect.oracle import OracleDetector
     from limis.pipeline.grounded import GroundedPipeline
 
-    ids = {name: [i for i, n in names.items() if n == name] for name in wanted}
+    ids = {name: label_ids(name, names) for name in wanted}
     started = time.perf_counter()
     if mode == "interactive":
         predictions = _interactive_predictions(volume, labels, names, wanted, cache, turns)
@@ -116,13 +117,11 @@ def _absent_rows(case, volume, structures, detector, cache) -> list[dict]:
 def side_swapped(prediction: np.ndarray, labels: np.ndarray, names: dict[int, str], structure: str) -> str:
     """"1" if a lateral structure's mask overlaps the reference of the patient's other side more than its own,
     "0" if not, "" for unpaired structures or when the other side has no reference."""
-    from limis.vocab import other_side
-
     other = other_side(structure)
-    other_ids = [i for i, n in names.items() if n == other]
-    if other is None or not other_ids:
+    other_ids = label_ids(other, names) if other is not None else []
+    if not other_ids:
         return ""
-    own = int((prediction & np.isin(labels, [i for i, n in names.items() if n == structure])).sum())
+    own = int((prediction & np.isin(labels, label_ids(structure, names))).sum())
     return "1" if int((prediction & np.isin(labels, other_ids)).sum()) > own else "0"
 
 
@@ -135,7 +134,7 @@ def _interactive_predictions(volume, labels, names, wanted, cache, turns):
 
     predictions = {}
     for structure in wanted:
-        ids = [i for i, n in names.items() if n == structure]
+        ids = label_ids(structure, names)
         index = reference_slice(labels, ids)
         session = Session(volume, cache, reference=(labels, names), index=index)
         truth = truth_on_slice(labels, ids, index)

@@ -38,7 +38,10 @@ def load_case(case: Case, manifest: Manifest) -> tuple[Volume, np.ndarray, dict[
 
 
 def present_structures(labels: np.ndarray, names: dict[int, str], wanted: list[str] | None) -> list[str]:
-    """Structures with any reference voxel, restricted to `wanted` when given, in a stable order."""
-    present = {names[i] for i in np.unique(labels).tolist() if i in names}
-    chosen = wanted if wanted else sorted(present)
-    return [s for s in chosen if s in present]
+    """Structures with any reference voxel (their own label or a part's), restricted to `wanted` when given."""
+    from limis.vocab import label_ids
+
+    found = set(np.unique(labels).tolist())
+    if not wanted:
+        return sorted({names[i] for i in found if i in names})
+    return [s for s in wanted if found.intersection(label_ids(s, names))]

@@ -18,6 +18,7 @@ from limis.eval.metrics import dice
 from limis.imaging.display import Plane, display_slice, slice_count
 from limis.pipeline.grounded import GroundedPipeline, SegmentOptions, detect_structure
 from limis.pipeline.slices import choose_window, slice_image
+from limis.vocab import label_ids
 
 MIN_PRESENT_MM2 = 100.0  # a structure covering less of a slice is not scored as present there
 SWAP_PAIRS = (("liver", "spleen"),)
@@ -62,7 +63,7 @@ def evaluate_grounding(
     window = choose_window(volume, options.window)
     images = [slice_image(volume, plane, i, window) for i in range(slice_count(volume.shape, plane))]
     pixel_mm = images[0].geometry.pixel_spacing_mm
-    ids_of = {s: [i for i, n in names.items() if n == s] for s in set(structures) | {p for pair in SWAP_PAIRS for p in pair}}
+    ids_of = {s: label_ids(s, names) for s in set(structures) | {p for pair in SWAP_PAIRS for p in pair}}
     reference = {s: [_reference_boxes(labels, ids_of[s], plane, i, pixel_mm[0] * pixel_mm[1]) for i in range(len(images))]
                  for s in ids_of}
     rows = []

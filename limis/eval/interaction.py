@@ -15,6 +15,7 @@ from limis.eval.datasets import Manifest
 from limis.eval.parallel import merge_parts, process_share
 from limis.eval.provenance import claim_run_folder
 from limis.eval.results import ResultsFile
+from limis.vocab import label_ids
 
 USERS = ("language", "clicks")
 FIELDS = ["user", "case", "patient", "structure", "slice", "turn", "utterance", "dice", "seconds"]
@@ -43,7 +44,7 @@ def run_interaction(manifest: Manifest, split: str, structures: list[str] | None
         for structure in present_structures(labels, names, structures):
             if (case.case_id, structure) in done:
                 continue
-            ids = [i for i, n in names.items() if n == structure]
+            ids = label_ids(structure, names)
             index = reference_slice(labels, ids)
             truth = truth_on_slice(labels, ids, index)
             for user in USERS:

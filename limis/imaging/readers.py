@@ -80,6 +80,17 @@ def replace_non_finite(volume: Volume) -> Volume:
     return volume
 
 
+def modality_line(volume: Volume, override: str = "--modality") -> str:
+    """One line saying which modality the models assume and where it came from (guess, header or the user's
+    override, named as the caller offers it: the CLI's --modality, the demo's Modality menu)."""
+    read = volume.metadata.get("modality_read")
+    if read is not None:
+        return f"modality: {volume.modality} (set by {override}; the reader found {read})"
+    if volume.metadata.get("modality_guessed"):
+        return f"modality: {volume.modality} (guessed from intensities; set {override} if wrong)"
+    return f"modality: {volume.modality} (from the file)"
+
+
 def override_modality(volume: Volume, modality: str) -> Volume:
     """Set the modality the user or manifest states, keeping what was read in `metadata["modality_read"]`."""
     if modality.upper() not in MODALITIES:

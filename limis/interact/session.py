@@ -23,6 +23,7 @@ from limis.pipeline.grounded import detect_structure
 from limis.pipeline.slices import choose_window, slice_image
 from limis.segment.base import Prompt
 from limis.segment.cache import EmbeddingCache
+from limis.vocab import label_ids
 
 SliceKey = tuple[str, int]  # (plane, index)
 PROPAGATION_MARGIN = 0.1
@@ -146,7 +147,7 @@ class Session:
         if self.reference is None or name is None:
             return None
         labels, names = self.reference
-        ids = [i for i, n in names.items() if n == name]
+        ids = label_ids(name, names)
         truth = np.isin(display_slice(labels, Plane(self.state.plane), self.state.index), ids)
         mask = self.mask(name)
         mask = np.zeros_like(truth) if mask is None else mask

@@ -25,7 +25,7 @@ from limis.vocab.parser import (
     suggest,
     synonyms_of,
 )
-from limis.vocab.registry import Group, Structure
+from limis.vocab.registry import Group, Structure, label_ids
 
 __all__ = [
     "Group",
@@ -35,6 +35,7 @@ __all__ = [
     "all_structures",
     "display_name",
     "get_structure",
+    "label_ids",
     "label_set",
     "label_set_names",
     "other_side",

@@ -281,3 +281,19 @@ def load_vocabulary() -> Vocabulary:
         label_set_notes=MappingProxyType(notes),
     )
 
+
+
+def label_ids(structure: str, names: Mapping[int, str]) -> list[int]:
+    """Reference label ids that make up `structure` in a label table {id: canonical name}.
+
+    Its own label when the table has one; otherwise the labels of its parts, so "lung_left"
+    against a reference of lobes is the union of the left lobes and "heart" the union of its
+    chambers. Empty when neither the structure nor any part is labelled (a lobe is never taken
+    from a whole-lung label: the whole does not say where the lobe is).
+    """
+    own = sorted(i for i, name in names.items() if name == structure)
+    if own:
+        return own
+    entry = load_vocabulary().structures.get(structure)
+    parts = set(entry.parts) if entry is not None else set()
+    return sorted(i for i, name in names.items() if name in parts)
