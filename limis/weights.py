@@ -80,7 +80,7 @@ def load_transformers_model(model_class, processor_class, name_or_dir: str, mode
         model, info = model_class.from_pretrained(source, config=config, local_files_only=local_only,
                                                   output_loading_info=True)
         processor = processor_class.from_pretrained(source, local_files_only=local_only)
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError):
         raise missing_pretrained_error(name_or_dir, f"{what} model", option) from None
     absent = [str(k) for k in [*info.get("missing_keys", ()), *info.get("mismatched_keys", ())]]
     if absent:

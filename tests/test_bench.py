@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from limis.detect.registry import build_detector
+from limis.eval.bench import agreement, run_benchmark
 from limis.imaging import load_image
 from limis.imaging.phantom import make_phantom
-from limis.eval.bench import agreement, run_benchmark
 from limis.pipeline.grounded import VolumeSegmentation
 
 
@@ -65,10 +65,8 @@ def test_disk_cache_serves_any_position_and_survives_a_new_process(tmp_path: Pat
     """Entries found on disk in the middle of a multi-slice request (regression: list.remove on arrays)."""
     from limis.imaging.display import CT_WINDOWS, Plane
     from limis.pipeline.slices import slice_image
-    from limis.segment.cache import EmbeddingCache
-
-
     from limis.segment.base import Embedding
+    from limis.segment.cache import EmbeddingCache
 
     class TensorEncoder:
         name, weights_path, device = "tensor-test-double", None, torch.device("cpu")

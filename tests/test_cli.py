@@ -44,7 +44,15 @@ def test_user_mistakes_are_one_line(tmp_path: Path, capsys) -> None:
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
-def test_segment_unknown_phrase_fails_before_loading(totalseg_dir: Path, tmp_path: Path, capsys) -> None:
+def test_segment_unknown_phrase_fails_before_loading(totalseg_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    import limis.imaging as imaging
+    import limis.pipeline.models as models
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was built or the image read before the phrase was checked")
+
+    monkeypatch.setattr(models.ModelOptions, "build_segmenter", refuse)
+    monkeypatch.setattr(imaging, "load_image", refuse)
     code = main(["segment", str(totalseg_dir / "example_ct.nii.gz"), "left banana", "-o", str(tmp_path / "x.nii.gz")])
     assert code == 2
     assert "Unknown structure" in capsys.readouterr().err
@@ -93,7 +101,7 @@ def test_segment_missing_detector_weights_offline(totalseg_dir: Path, tmp_path: 
                  "--detector", "grounding-dino"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
-    assert "grounding-dino-tiny" in err and "--detector-weights" in err or "--weights" in err
+    assert "grounding-dino-tiny" in err and "--detector-weights" in err  # the flag that takes the folder
 
 
 @pytest.mark.slow
@@ -177,8 +185,8 @@ def test_eval_usability_cli(tmp_path: Path, capsys) -> None:
 
 def test_modality_override_is_applied_and_said(tmp_path: Path, capsys) -> None:
     """A CT without air (clipped to [-125, 275] HU) is guessed MR; --modality CT wins, and both are printed."""
-    from limis.imaging.readers import modality_line
     from limis.imaging import load_image
+    from limis.imaging.readers import modality_line
 
     data = np.clip(np.random.default_rng(0).normal(40, 80, size=(16, 16, 3)), -125, 275).astype(np.int16)
     path = tmp_path / "clipped_ct.nii.gz"
@@ -190,3 +198,17 @@ def test_modality_override_is_applied_and_said(tmp_path: Path, capsys) -> None:
     code = main(["segment", str(path), "liver", "-o", str(tmp_path / "x.nii.gz"), "--modality", "PET"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "unknown modality 'PET'" in err
+
+
+def test_demo_without_gradio_says_how_to_install_it(monkeypatch, capsys) -> None:
+    """The web stack is an extra: a CLI-only install gets one line naming it, not an ImportError."""
+    import socket
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` now fails as if it were not installed
+    monkeypatch.delitem(sys.modules, "limis.demo.app", raising=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["demo", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'limis[demo]'" in err

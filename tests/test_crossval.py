@@ -82,10 +82,11 @@ def test_btcv_volume_gets_the_manifest_modality_and_a_ct_window() -> None:
 
 def test_text_mode_asks_absent_prompts_with_the_cases_one_detector(tmp_path: Path, box_segmenter) -> None:
     """Present and absent prompts of a case share one text detector; an absent prompt's answer lands in absent.csv."""
+    from test_eval import _nnunet_phantoms
+
     from limis.detect.oracle import OracleDetector
     from limis.eval.accuracy import run_accuracy
     from limis.eval.datasets import load_manifest
-    from test_eval import _nnunet_phantoms
 
     manifest = load_manifest(_nnunet_phantoms(tmp_path / "data"))
     built = []

@@ -154,6 +154,7 @@ def test_public_dataset_configs_are_declared_with_canonical_labels(config: Path)
     names = list((spec.get("labels") or {}).values()) + list(spec.get("structures") or [])
     if "label_set" in spec:
         names += list(vocab.label_set(spec["label_set"]).values())
+    assert names, f"{config.name}: declare the label mapping (labels: or label_set:), not only in comments"
     for name in names:
         assert vocab.get_structure(name).name == name
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from made_inputs import dicom_slice, png_claiming
 
 from limis.cli import main
-from made_inputs import dicom_slice, png_claiming
 
 CASES_PER_KIND = 60
 NIFTI_DTYPES = (np.uint8, np.int8, np.int16, np.uint16, np.int32, np.int64, np.float32, np.float64, np.complex64,

@@ -14,6 +14,7 @@ import pytest
 
 pytest.importorskip("transformers")
 import torch
+from tiny_models import one_torch_thread, save_tiny_grounding_dino  # noqa: F401 (autouse fixture)
 
 from limis.detect.base import Detection, Detector, SliceImage
 from limis.detect.grounding_dino import GroundingDinoDetector, label_prompt, structure_label
@@ -21,7 +22,6 @@ from limis.errors import LimisError, WeightsNotFoundError
 from limis.imaging.display import Plane, SliceGeometry, Window
 from limis.segment.base import Prompt, Segmenter
 from limis.segment.hf_sam import HFSamSegmenter
-from tiny_models import one_torch_thread, save_tiny_grounding_dino  # noqa: F401 (autouse fixture)
 
 STRUCTURES = ["kidney_left", "liver", "spleen"]
 SAM_SIDE = 64  # tiny SAM input side; patch 8 -> 8x8 embedding -> 32x32 low-res masks
@@ -151,7 +151,8 @@ def test_grounding_dino_missing_weights_offline(empty_hub: None) -> None:
     with pytest.raises(WeightsNotFoundError) as info:
         GroundingDinoDetector.from_pretrained("IDEA-Research/grounding-dino-tiny")
     message = str(info.value)
-    assert "\n" not in message and "hf download IDEA-Research/grounding-dino-tiny" in message and "pass --detector-weights DIR" in message
+    assert "\n" not in message and "hf download IDEA-Research/grounding-dino-tiny" in message
+    assert "pass --detector-weights DIR" in message
 
 
 # ---------------------------------------------------------------- HF SAM

@@ -9,12 +9,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from made_inputs import ct_case, dicom_slice, one_error_line, png_claiming
 
 from limis.cli import main
 from limis.errors import ImageReadError
 from limis.imaging import load_image
-from made_inputs import ct_case, dicom_slice, one_error_line, png_claiming
-
 
 # --- 1. NaN voxels -------------------------------------------------------------------------------
 

@@ -108,7 +108,6 @@ def unseen_slices(dicom_case, litemedsam):
     from limis.detect.lite_grounding import LiteGroundingDetector
     from limis.imaging.display import Plane
     from limis.pipeline.slices import choose_window, slice_image
-
     from limis.segment.cache import EmbeddingCache
 
     volume = dicom_case[0]

@@ -11,10 +11,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from made_inputs import ct_case, dicom_slice, one_error_line
 
 from limis.cli import main
 from limis.errors import ImageReadError
-from made_inputs import ct_case, dicom_slice, one_error_line
 
 
 def _no_model(*args, **kwargs):

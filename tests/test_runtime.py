@@ -24,9 +24,9 @@ def test_runtime_choice_and_errors() -> None:
 @pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime not installed (pip install 'limis[fast]')")
 def test_onnxruntime_embeddings_and_masks_equal_torch(litemedsam, tmp_path, monkeypatch) -> None:
     """Same LiteMedSAM weights through both runtimes on a CT-like slice: embeddings within 1e-4, same mask."""
-    from limis.imaging.phantom import make_phantom
     from limis.imaging import load_image
     from limis.imaging.display import CT_WINDOWS, Plane, display_slice
+    from limis.imaging.phantom import make_phantom
     from limis.segment.base import Prompt
     from limis.segment.builders import build_litemedsam
 

@@ -22,10 +22,10 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 import torch
+from tiny_models import one_torch_thread, save_tiny_grounding_dino  # noqa: F401 (autouse fixture)
 
 from limis.eval.detection import average_precision, recall_at_iou
 from limis.train.grounding_dino_data import normalised_cxcywh, process_positions, stream_sample
-from tiny_models import one_torch_thread, save_tiny_grounding_dino  # noqa: F401 (autouse fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "evaluation" / "datasets" / "grounding_train.yaml"

@@ -7,12 +7,12 @@ import sys
 import warnings
 
 import typer
-
-from limis.cli.app import app, console_err
-from limis.errors import LimisError
+from rich.markup import escape
 
 # Importing the verb modules registers their commands on `app`.
 from limis.cli import bench_cmd, chat_cmd, demo_cmd, eval_cmd, example_cmd, info_cmd, segment_cmd, train_cmd, vocab_cmd  # noqa: E402,F401
+from limis.cli.app import app, console_err
+from limis.errors import LimisError
 
 INTERRUPTED = 130  # typer returns this, silently, on Ctrl-C
 # Verbs whose files are staged and moved into place together, so an interrupt leaves none behind.
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             code = _run(argv)
         except LimisError as error:
-            console_err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            console_err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             return 2
         except (click.exceptions.Abort, KeyboardInterrupt):
             code = INTERRUPTED

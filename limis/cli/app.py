@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="limis",
@@ -25,4 +26,4 @@ def print_reader_warnings(volume) -> None:
 def print_warnings(lines: list[str]) -> None:
     """Each line on stderr as `warning: ...`."""
     for line in lines:
-        console_err.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+        console_err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)

@@ -71,7 +71,8 @@ def _print(report: dict, runtimes: list[str]) -> None:
         agreement = report[f"dice_vs_{reference}"][runtime]
         worst = min(agreement.values()) if agreement else float("nan")
         console.print(f"cold query with {runtime}: {ratio:.2f}x the speed of {reference}; "
-                      f"lowest per-structure Dice vs {reference} {worst:.4f}; found {', '.join(report['found'][runtime]) or 'nothing'}")
+                      f"lowest per-structure Dice vs {reference} {worst:.4f}; "
+                      f"found {', '.join(report['found'][runtime]) or 'nothing'}")
     console.print(f"second query (cached embeddings): {report['cached_speedup_vs_cold']:.1f}x faster than its cold query")
     edit = report["edit_ms"]
     console.print(f"language edit on {edit['structure']}: median {edit['median']:.0f} ms over {edit['count']} edits"

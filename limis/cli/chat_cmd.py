@@ -9,9 +9,19 @@ from pathlib import Path
 import typer
 
 from limis.cli.app import app, console, print_reader_warnings
+from limis.cli.options import (
+    DEFAULTS,
+    CacheDirOption,
+    DetectorOption,
+    DetectorWeightsOption,
+    DeviceOption,
+    ModalityOption,
+    ModelOptions,
+    RuntimeOption,
+    SegmenterOption,
+    WeightsOption,
+)
 from limis.imaging.readers import modality_line
-from limis.cli.options import (DEFAULTS, CacheDirOption, DetectorOption, DetectorWeightsOption, DeviceOption,
-                               ModalityOption, ModelOptions, RuntimeOption, SegmenterOption, WeightsOption)
 
 EPILOG = ("Example: limis chat ct.nii.gz -o seg.nii.gz --detector oracle --labels ref.nii.gz --label-map map.json\n\n"
           "Then type: left kidney / bigger / move left 5 mm / next slice / undo / done")
@@ -38,9 +48,9 @@ def chat(
 ) -> None:
     """Segment and refine by typing; 'left'/'right' are the patient's side."""
     from limis.detect.registry import read_label_names
+    from limis.eval.provenance import report, report_bytes
     from limis.imaging import load_image
     from limis.imaging.align import load_labelmap_on
-    from limis.eval.provenance import report, report_bytes
     from limis.imaging.export import labelmap_files, report_path, sidecar_path
     from limis.imaging.outputs import check_labelmap_name, check_outputs, commit_files
     from limis.interact import InteractionLog, Session

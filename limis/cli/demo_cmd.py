@@ -48,7 +48,12 @@ def demo(
         console_err.print(f"[yellow]warning:[/] serving on {host} without --auth: anyone who can reach this port "
                           "can upload images and use the demo.", highlight=False)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported below
-    from limis.demo.app import launch
+    try:
+        from limis.demo.app import launch
+    except ModuleNotFoundError as error:
+        if error.name not in ("gradio", "pandas"):
+            raise
+        raise LimisError(f"the demo needs {error.name}, which is not installed: pip install 'limis[demo]'.") from error
 
     console.print(f"LIMIS demo on http://{host}:{port} (Ctrl-C to stop)", highlight=False)
     launch(config)

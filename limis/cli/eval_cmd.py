@@ -8,8 +8,17 @@ from pathlib import Path
 import typer
 
 from limis.cli.app import app, console
-from limis.cli.options import (DEFAULTS, CacheDirOption, DetectorOption, DetectorWeightsOption, DeviceOption,
-                               ModelOptions, RuntimeOption, SegmenterOption, WeightsOption)
+from limis.cli.options import (
+    DEFAULTS,
+    CacheDirOption,
+    DetectorOption,
+    DetectorWeightsOption,
+    DeviceOption,
+    ModelOptions,
+    RuntimeOption,
+    SegmenterOption,
+    WeightsOption,
+)
 
 eval_app = typer.Typer(help="Evaluate accuracy, simulated interaction and usability studies.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
@@ -55,7 +64,8 @@ def interaction(
     split: str = typer.Option("test", "--split"),
     structures: list[str] = typer.Option(None, "-s", "--structure"),
     turns: int = typer.Option(8, "--turns", help="K: interactions per run."),
-    start: str = typer.Option("poor", "--start", help="poor (box 40% too large, 20 mm toward the patient's right) | oracle (true box)."),
+    start: str = typer.Option("poor", "--start",
+                              help="poor (box 40% too large, 20 mm toward the patient's right) | oracle (true box)."),
     out: Path = typer.Option(Path("runs/interaction"), "--out"),
     segmenter: SegmenterOption = DEFAULTS.segmenter,
     weights: WeightsOption = DEFAULTS.weights,

@@ -29,7 +29,8 @@ DetectorWeightsOption = Annotated[Optional[str], typer.Option(
     "--detector-weights", help="Grounding DINO folder or hub id, or a lite-grounding .safetensors head (default: shipped).")]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")]
 CacheDirOption = Annotated[Optional[Path], typer.Option(
-    "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE", help="Keep slice embeddings here so later runs on the same image skip encoding.")]
+    "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE",
+    help="Keep slice embeddings here so later runs on the same image skip encoding.")]
 ModalityOption = Annotated[Optional[str], typer.Option(
     "--modality", help="CT | MR | XR | OT: overrides the guess from intensities (a CT clipped to [-125, 275] HU has no "
     "air and is guessed MR).")]

@@ -13,9 +13,19 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from limis.cli.app import app, console, print_reader_warnings
+from limis.cli.options import (
+    DEFAULTS,
+    CacheDirOption,
+    DetectorOption,
+    DetectorWeightsOption,
+    DeviceOption,
+    ModalityOption,
+    ModelOptions,
+    RuntimeOption,
+    SegmenterOption,
+    WeightsOption,
+)
 from limis.imaging.readers import modality_line
-from limis.cli.options import (DEFAULTS, CacheDirOption, DetectorOption, DetectorWeightsOption, DeviceOption,
-                               ModalityOption, ModelOptions, RuntimeOption, SegmenterOption, WeightsOption)
 
 EPILOG = (
     "Examples:\n\n"
@@ -59,8 +69,8 @@ def segment(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files that already exist (never an input)."),
 ) -> None:
     """Segment structures named in plain language; 'left'/'right' mean the patient's side."""
-    from limis.imaging import Plane, load_image
     from limis.eval.provenance import report, report_bytes
+    from limis.imaging import Plane, load_image
     from limis.imaging.export import dicom_seg_files, dicom_seg_path, labelmap_files, report_path
     from limis.imaging.outputs import commit_files
     from limis.pipeline.grounded import GroundedPipeline, SegmentOptions

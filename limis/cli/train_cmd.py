@@ -67,7 +67,8 @@ def grounding_dino(
     "--data evaluation/datasets/grounding_train.yaml:train --out runs/lite_grounding --cache-dir runs/embeddings --install",
 )
 def lite_grounding(
-    data: list[str] = typer.Option(..., "--data", help="MANIFEST[:SPLITS], repeatable: e.g. btcv.yaml:fold1,fold2 (default split: train)."),
+    data: list[str] = typer.Option(..., "--data",
+                                   help="MANIFEST[:SPLITS], repeatable: e.g. btcv.yaml:fold1,fold2 (default split: train)."),
     out: Path = typer.Option(..., "--out", help="Run folder (run.json, metrics.csv, curves.png, the head)."),
     steps: int = typer.Option(3000, "--steps"),
     batch_size: int = typer.Option(8, "--batch-size"),

@@ -26,8 +26,18 @@ from limis.demo.asr import Transcriber
 from limis.demo.auth import LoginGuard
 from limis.demo.config import DemoConfig
 from limis.demo.questionnaire import SUS_ANCHORS, SUS_ITEMS, SUS_SCALE, TLX_STEP, TLX_SUBSCALES
-from limis.demo.state import (TABLE_HEADERS, DemoState, OpenSessions, Shared, discard, draw, legend, new_state,
-                              slider_range, structure_rows)
+from limis.demo.state import (
+    TABLE_HEADERS,
+    DemoState,
+    OpenSessions,
+    Shared,
+    discard,
+    draw,
+    legend,
+    new_state,
+    slider_range,
+    structure_rows,
+)
 from limis.demo.study import load_tasks
 from limis.demo.uploads import one_line
 from limis.errors import LimisError

@@ -153,7 +153,8 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
         by_structure.setdefault(row["structure"], []).append(row)
     return {
         structure: {metric: describe(np.array([float(r[metric]) for r in items]))
-                    for metric in ("dice", "nsd", "hd95_mm")} | {"volume_ref_ml": float(np.median([float(r["volume_ref_ml"]) for r in items]))}
+                    for metric in ("dice", "nsd", "hd95_mm")}
+                    | {"volume_ref_ml": float(np.median([float(r["volume_ref_ml"]) for r in items]))}
         for structure, items in sorted(by_structure.items())
     }
 
@@ -161,7 +162,6 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
 def write_summary(summary: dict, out_dir: Path, mode: str, dataset: str, split: str) -> None:
     """summary.md plus box plots and Dice-vs-size."""
     from limis.eval.plots import box_plot, dice_vs_size
-
     from limis.eval.report import markdown_table
 
     table = markdown_table(

@@ -89,7 +89,8 @@ def run_benchmark(volume: Volume, detector_for: DetectorFactory, segmenters: Map
         cache = EmbeddingCache(segmenter)
         detector = detector_for(cache)
         found: list[VolumeSegmentation] = []
-        phases.append(_measure("cold query", runtime, _query(GroundedPipeline(detector, cache), volume, structures, options, found)))
+        query = _query(GroundedPipeline(detector, cache), volume, structures, options, found)
+        phases.append(_measure("cold query", runtime, query))
         answers[runtime] = found[0]
     fastest = list(segmenters)[-1]
     phases.append(_measure("second query (cached embeddings)", fastest,

@@ -90,8 +90,8 @@ def comparison_table(rows: Sequence[ModeComparison], targets: dict[str, float] |
     for r in rows:
         goal = targets.get(r.structure)
         verdict = "" if goal is None else (f">= {goal:.2f}: " + ("met" if r.ratio >= goal else "**missed**"))
-        lines.append([r.structure, r.cases, cell(r.text), cell(r.box), f"{r.ratio:.3f} [{r.ratio_ci[0]:.3f}, {r.ratio_ci[1]:.3f}]",
-                      r.not_found, r.swapped, verdict])
+        ratio = f"{r.ratio:.3f} [{r.ratio_ci[0]:.3f}, {r.ratio_ci[1]:.3f}]"
+        lines.append([r.structure, r.cases, cell(r.text), cell(r.box), ratio, r.not_found, r.swapped, verdict])
     text_means = [r.text["mean"] for r in rows]
     box_means = [r.box["mean"] for r in rows]
     lines.append(["**mean over structures**", "", f"{np.mean(text_means):.3f}", f"{np.mean(box_means):.3f}",

@@ -92,7 +92,6 @@ def summarise(rows: list[dict], turns: int) -> dict[str, dict]:
 
 def write_summary(summary: dict, out_dir: Path, dataset: str, split: str, start: str) -> None:
     from limis.eval.plots import dice_per_turn
-
     from limis.eval.report import markdown_table
 
     table = markdown_table(

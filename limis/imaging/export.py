@@ -108,7 +108,6 @@ def write_dicom_seg(volume: Volume, labelmap: np.ndarray, labels: dict[int, str]
 def dicom_seg_files(volume: Volume, labelmap: np.ndarray, labels: dict[int, str], out_path: Path) -> dict[Path, bytes]:
     """The bytes of a DICOM Segmentation referencing the input DICOM series, keyed by path."""
     import highdicom as hd
-    from pydicom.sr.codedict import codes
 
     if volume.source_kind != "dicom" or not volume.dicom_datasets:
         raise LimisError("DICOM-SEG needs a DICOM input series; write a NIfTI labelmap instead.")

@@ -106,7 +106,8 @@ def _load_any(path: Path, view: str, pixel_spacing_mm: float) -> Volume:
         exists, is_dir = path.exists(), path.is_dir()
         size = path.stat().st_size if exists and not is_dir else 0
     except OSError as error:  # e.g. "File name too long"
-        raise ImageReadError(f"{_shown(path)}: cannot use this path ({error.strerror or _short(error)}); check the path.") from error
+        raise ImageReadError(f"{_shown(path)}: cannot use this path ({error.strerror or _short(error)}); "
+                             "check the path.") from error
     if not exists:
         raise ImageReadError(f"{path}: no such file or folder; check the path.")
     if is_dir:
@@ -370,7 +371,8 @@ def _complete_identifiers(datasets: list) -> list[str]:
             generated.append(keyword)
     for dataset, digest in zip(datasets, digests):
         meta = getattr(dataset, "file_meta", None)
-        for keyword, meta_keyword in (("SOPClassUID", "MediaStorageSOPClassUID"), ("SOPInstanceUID", "MediaStorageSOPInstanceUID")):
+        pairs = (("SOPClassUID", "MediaStorageSOPClassUID"), ("SOPInstanceUID", "MediaStorageSOPInstanceUID"))
+        for keyword, meta_keyword in pairs:
             if not str(dataset.get(keyword, "") or ""):
                 fallback = str(meta.get(meta_keyword, "") or "") if meta is not None else ""
                 setattr(dataset, keyword, fallback or generate_uid(entropy_srcs=[keyword, digest]))

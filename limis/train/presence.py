@@ -4,8 +4,9 @@ For a concept seen present on enough held-out slices, the threshold on its peak 
 maximises slice-level F2 (recall weighted 4x over precision; present = the concept fills at least
 half a cell; absent = not at all; slivers in between are ignored). Recall comes first because a
 missed slice inside an organ cuts its 3D z-range, while the pipeline's longest-run rule already
-drops isolated false hits. Small organs get lower thresholds than large ones. A concept seen only absent (brain on abdominal scans) gets
-the (1 - fp_rate) quantile of its held-out peaks, never below the default.
+drops isolated false hits. Small organs get lower thresholds than large ones. A concept seen only
+absent (brain on abdominal scans) gets the (1 - fp_rate) quantile of its held-out peaks, never below
+the default.
 """
 
 from __future__ import annotations
