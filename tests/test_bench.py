@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from limis.detect.registry import build_detector
 from limis.eval.bench import agreement, run_benchmark
 from limis.imaging import load_image
 from limis.imaging.phantom import make_phantom
 from limis.pipeline.grounded import VolumeSegmentation
+from limis.pipeline.registry import build_detector
 
 
 class ShrinkingSegmenter:

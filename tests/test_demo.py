@@ -342,7 +342,7 @@ def test_demo_warnings_name_the_cause(box_segmenter, tmp_path, capsys):
     from limis.demo import actions, study
     from limis.demo.app import _attempt
     from limis.demo.state import new_state
-    from limis.detect.registry import read_label_names
+    from limis.pipeline.registry import read_label_names
 
     shared, state = offline_shared(tmp_path, box_segmenter), new_state(tmp_path)
     actions.load_example(shared, state)

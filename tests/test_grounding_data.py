@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from limis.detect.base import Detection, box_from_mask
+from limis.detect.base import Detection
 from limis.detect.body import body_extent, estimated_pixel_mm
 from limis.eval.detection import box_iou
+from limis.imaging.slice_image import box_from_mask
 from limis.pipeline.grounded import strongest_run
 from limis.train.samples import AugmentConfig, augment, caption_labels, caption_text, swap_sides
 
@@ -119,9 +120,9 @@ def test_strongest_run_drops_isolated_hits() -> None:
 
 
 def test_box_prior_places_boxes_relative_to_the_body(train_samples) -> None:
-    from limis.detect.base import SliceImage
-    from limis.detect.box_prior import BoxPriorDetector
+    from limis.eval.box_prior import BoxPriorDetector
     from limis.imaging.display import Plane, SliceGeometry, Window
+    from limis.imaging.slice_image import SliceImage
 
     prior = BoxPriorDetector.fit(train_samples)
     assert {"liver", "spleen", "kidney_left"} <= set(prior.boxes)

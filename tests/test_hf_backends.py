@@ -16,10 +16,11 @@ pytest.importorskip("transformers")
 import torch
 from tiny_models import one_torch_thread, save_tiny_grounding_dino  # noqa: F401 (autouse fixture)
 
-from limis.detect.base import Detection, Detector, SliceImage
+from limis.detect.base import Detection, Detector
 from limis.detect.grounding_dino import GroundingDinoDetector, label_prompt, structure_label
 from limis.errors import LimisError, WeightsNotFoundError
 from limis.imaging.display import Plane, SliceGeometry, Window
+from limis.imaging.slice_image import SliceImage
 from limis.segment.base import Prompt, Segmenter
 from limis.segment.hf_sam import HFSamSegmenter
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from limis.detect.base import box_from_mask
 from limis.detect.oracle import OracleDetector
 from limis.imaging import Plane, display_slice, load_image
 from limis.imaging.align import load_labelmap_on
+from limis.imaging.slice_image import box_from_mask
 from limis.interact import InteractionLog, NotUnderstood, Session, parse
 from limis.interact import commands as cmd
 from limis.segment.cache import EmbeddingCache

@@ -52,7 +52,7 @@ class MaskBoxDetector(Detector):
         self.masks = masks
 
     def detect(self, image, structures):
-        from limis.detect.base import box_from_mask
+        from limis.imaging.slice_image import box_from_mask
 
         return [Detection(structures[0], box_from_mask(mask), 0.9, tag) for tag, mask in self.masks.items()]
 

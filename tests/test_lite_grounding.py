@@ -119,9 +119,9 @@ def unseen_slices(dicom_case, litemedsam):
 @pytest.mark.slow
 def test_shipped_head_finds_organs_on_the_unseen_scan(dicom_case, unseen_slices) -> None:
     """Trained without dicom_example_ct: liver, spleen and aorta boxes overlap the reference; no brain is claimed."""
-    from limis.detect.base import box_from_mask
     from limis.eval.detection import box_iou
     from limis.imaging.display import Plane, display_slice
+    from limis.imaging.slice_image import box_from_mask
     from limis.pipeline.grounded import detect_structure
 
     _, labels, names = dicom_case

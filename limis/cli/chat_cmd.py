@@ -47,13 +47,13 @@ def chat(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files that already exist (never an input)."),
 ) -> None:
     """Segment and refine by typing; 'left'/'right' are the patient's side."""
-    from limis.detect.registry import read_label_names
     from limis.eval.provenance import report, report_bytes
     from limis.imaging import load_image
     from limis.imaging.align import load_labelmap_on
     from limis.imaging.export import labelmap_files, report_path, sidecar_path
     from limis.imaging.outputs import check_labelmap_name, check_outputs, commit_files
     from limis.interact import InteractionLog, Session
+    from limis.pipeline.registry import read_label_names
 
     check_labelmap_name(out)
     check_outputs([out, sidecar_path(out), report_path(out)], [image, labels, label_map, log], overwrite=overwrite)

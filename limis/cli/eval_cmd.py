@@ -114,12 +114,12 @@ def grounding(
     cache_dir: CacheDirOption = DEFAULTS.cache_dir,
 ) -> None:
     """lite-grounding vs the box-prior baseline vs ground-truth boxes: box IoU, presence, 3D Dice after LiteMedSAM."""
-    from limis.detect.box_prior import BoxPriorDetector
     from limis.detect.lite_grounding import LiteGroundingDetector
     from limis.detect.oracle import OracleDetector
-    from limis.detect.registry import load_lite_grounding
+    from limis.eval.box_prior import BoxPriorDetector
     from limis.eval.datasets import load_manifest
     from limis.eval.grounding import run_grounding_eval
+    from limis.pipeline.registry import load_lite_grounding
     from limis.train.samples import manifest_samples
 
     model = ModelOptions(runtime=runtime, device=device).build_segmenter()  # the head reads LiteMedSAM embeddings

@@ -60,8 +60,8 @@ def load_example(shared: Shared, state: DemoState) -> str:
 
 def _reference(volume: Volume, labels: Path, label_map: Path) -> tuple[np.ndarray, dict[int, str]]:
     """The reference labelmap on the volume's canonical grid (aligned by affine) and its id -> name table."""
-    from limis.detect.registry import read_label_names
     from limis.imaging.align import load_labelmap_on
+    from limis.pipeline.registry import read_label_names
 
     return load_labelmap_on(volume, labels), read_label_names(label_map)
 

@@ -16,9 +16,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import binary_erosion
 
-from limis.detect.base import Box
 from limis.imaging.display import SliceGeometry
 from limis.imaging.export import label_color
+from limis.imaging.slice_image import Box
 
 SCREEN_SIDE_PX = 512
 FILL_ALPHA = 0.35

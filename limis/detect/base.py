@@ -8,26 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from limis.imaging.display import SliceGeometry, Window
-
-Box = tuple[float, float, float, float]  # XYXY in pixels of the displayed slice: x = column, y = row
-
-
-@dataclass(frozen=True)
-class SliceImage:
-    """One displayed (radiological) slice as models see it.
-
-    `pixels` is float32 (rows, cols) in [0, 1] after `window`; `geometry` maps its pixels to
-    canonical voxels and patient millimetres; `key` identifies (volume, plane, slice, window)
-    for embedding caches. `spacing_known` is False for 2D pictures (PNG/JPEG) whose pixel size
-    was assumed, not read.
-    """
-
-    pixels: np.ndarray
-    geometry: SliceGeometry
-    window: Window
-    key: tuple
-    spacing_known: bool = True
+from limis.imaging.slice_image import Box, SliceImage
 
 
 @dataclass(frozen=True)
@@ -82,12 +63,3 @@ class Detector(ABC):
     def candidate_slices(self, structure: str, plane_axis: int) -> np.ndarray | None:
         """Indices along canonical `plane_axis` where the structure lies, or None when unknown."""
         return None
-
-
-def box_from_mask(mask: np.ndarray) -> Box | None:
-    """Tight XYXY box (pixel centres of the extreme foreground pixels) of a 2D mask, None if empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None
-    return float(cols[0]), float(rows[0]), float(cols[-1]), float(rows[-1])

@@ -15,8 +15,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from limis.detect.base import Box, Detection, Detector, DetectorTraits, SliceImage
+from limis.detect.base import Detection, Detector, DetectorTraits
 from limis.errors import LimisError
+from limis.imaging.slice_image import Box, SliceImage
 from limis.weights import load_transformers_model
 
 DEFAULT_MODEL = "IDEA-Research/grounding-dino-tiny"

@@ -31,9 +31,10 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
-from limis.detect.base import Detection, Detector, DetectorTraits, SliceImage
+from limis.detect.base import Detection, Detector, DetectorTraits
 from limis.detect.body import body_extent, estimated_pixel_mm
 from limis.errors import LimisError, WeightsNotFoundError
+from limis.imaging.slice_image import SliceImage
 
 WEIGHTS_FILE = "lite_grounding.safetensors"
 FORMAT = "native-embedding-v2"  # head files of the earlier 3 mm canvas design are refused

@@ -6,8 +6,9 @@ from typing import Sequence
 
 import numpy as np
 
-from limis.detect.base import Box, Detection, Detector, DetectorTraits, SliceImage, box_from_mask
+from limis.detect.base import Detection, Detector, DetectorTraits
 from limis.imaging.display import display_slice
+from limis.imaging.slice_image import Box, SliceImage, box_from_mask
 
 
 class OracleDetector(Detector):

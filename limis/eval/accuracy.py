@@ -127,9 +127,9 @@ def side_swapped(prediction: np.ndarray, labels: np.ndarray, names: dict[int, st
 
 def _interactive_predictions(volume, labels, names, wanted, cache, turns):
     """Final masks after the simulated language user, on each structure's reference slice (2D)."""
-    from limis.detect.base import box_from_mask
     from limis.eval.simulated_user import poor_box, reference_slice, run_user, truth_on_slice
     from limis.imaging.display import Plane, insert_display_slice
+    from limis.imaging.slice_image import box_from_mask
     from limis.interact.session import Session
 
     predictions = {}

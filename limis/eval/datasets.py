@@ -128,7 +128,7 @@ def _canonical(names: dict[int, str]) -> dict[int, str]:
 
 
 def _label_names(spec: dict, root: Path, manifest: Path) -> dict[int, str]:
-    from limis.detect.registry import read_label_names
+    from limis.pipeline.registry import read_label_names
 
     if "labels" in spec:
         return _canonical({int(k): str(v) for k, v in spec["labels"].items() if int(k) != 0})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Hashable, Sequence
 
-from limis.detect.base import Box
+from limis.imaging.slice_image import Box
 
 
 def box_iou(a: Box, b: Box) -> float:

@@ -12,10 +12,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from limis.detect.base import box_from_mask
 from limis.eval.detection import box_iou
 from limis.eval.metrics import dice
 from limis.imaging.display import Plane, display_slice, slice_count
+from limis.imaging.slice_image import box_from_mask
 from limis.pipeline.grounded import GroundedPipeline, SegmentOptions, detect_structure
 from limis.pipeline.slices import choose_window, slice_image
 from limis.vocab import label_ids

@@ -25,8 +25,8 @@ STARTS = ("poor", "oracle")
 def run_interaction(manifest: Manifest, split: str, structures: list[str] | None, out_dir: Path, segmenter,
                     turns: int = 8, start: str = "poor", stop_dice: float = 0.9, cache_dir: Path | None = None) -> dict:
     """Run both simulated users on every case x structure; returns and writes the summary."""
-    from limis.detect.base import box_from_mask
     from limis.eval.simulated_user import poor_box, reference_slice, run_user, truth_on_slice
+    from limis.imaging.slice_image import box_from_mask
     from limis.interact.session import Session
     from limis.segment.cache import EmbeddingCache
 

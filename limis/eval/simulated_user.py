@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from limis.detect.base import Box, box_from_mask
 from limis.imaging.display import Plane, SliceGeometry, display_slice
+from limis.imaging.slice_image import Box, box_from_mask
 from limis.interact.session import Session
 
 

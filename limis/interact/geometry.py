@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from limis.detect.base import Box
 from limis.imaging.display import SliceGeometry
+from limis.imaging.slice_image import Box
 
 SCREEN_WORDS = {"up": (-1, 0), "down": (1, 0)}
 

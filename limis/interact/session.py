@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from limis.detect.base import Box, Detection, box_from_mask
+from limis.detect.base import Detection
 from limis.errors import LimisError
 from limis.imaging.display import Plane, display_slice, insert_display_slice, slice_count
+from limis.imaging.slice_image import Box, box_from_mask
 from limis.imaging.volume import Volume
 from limis.interact import commands as cmd
 from limis.interact import geometry as geo

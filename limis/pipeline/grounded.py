@@ -8,8 +8,9 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from limis.detect.base import Box, Detection, Detector, SliceImage, box_from_mask
+from limis.detect.base import Detection, Detector
 from limis.imaging.display import Plane, Window, insert_display_slice, slice_count
+from limis.imaging.slice_image import Box, SliceImage, box_from_mask
 from limis.imaging.volume import Volume
 from limis.pipeline.laterality import keep_side
 from limis.pipeline.slices import choose_window, slice_image

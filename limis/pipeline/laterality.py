@@ -6,8 +6,9 @@ from typing import Sequence
 
 import numpy as np
 
-from limis.detect.base import Box, Detection, SliceImage
+from limis.detect.base import Detection
 from limis.detect.body import body_extent
+from limis.imaging.slice_image import Box, SliceImage
 
 
 def box_patient_x(box: Box, image: SliceImage) -> float:

@@ -33,7 +33,7 @@ class ModelOptions:
         return EmbeddingCache(segmenter or self.build_segmenter(), disk_dir=self.cache_dir)
 
     def build_detector(self, volume, cache, labels: Path | None = None, label_map: Path | None = None):
-        from limis.detect.registry import build_detector
+        from limis.pipeline.registry import build_detector
 
         return build_detector(self.detector, volume=volume, weights=self.detector_weights, labels=labels,
                               label_map=label_map, device=self.device, embeddings=cache)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from limis.detect.base import SliceImage
 from limis.imaging.display import Plane, SliceGeometry, Window, default_window, display_slice, window_by_name
+from limis.imaging.slice_image import SliceImage
 from limis.imaging.volume import Volume
 
 

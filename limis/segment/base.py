@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from limis.detect.base import Box
+from limis.imaging.slice_image import Box
 
 if TYPE_CHECKING:
     import torch

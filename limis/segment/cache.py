@@ -9,7 +9,7 @@ from typing import Sequence
 
 import torch
 
-from limis.detect.base import SliceImage
+from limis.imaging.slice_image import SliceImage
 from limis.segment.base import Embedding, Segmenter
 
 DEFAULT_CACHE_BYTES = 1 << 30

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from limis.detect.base import Box
+from limis.imaging.slice_image import Box
 from limis.train.samples import AugmentConfig, SliceSample, augment, caption_labels, caption_text
 
 ORDER_STREAM, SAMPLE_STREAM = 0, 1  # keep the shuffling and per-sample random streams apart

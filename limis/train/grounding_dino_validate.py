@@ -13,9 +13,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from limis.detect.base import SliceImage
 from limis.eval.detection import average_precision, recall_at_iou
 from limis.imaging.display import Plane, SliceGeometry
+from limis.imaging.slice_image import SliceImage
 from limis.train.samples import SliceSample
 
 RECALL_SCORE = 0.25  # recall counts boxes above GroundingDinoDetector's default box threshold

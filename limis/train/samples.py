@@ -13,8 +13,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from scipy import ndimage
 
-from limis.detect.base import Box, box_from_mask
 from limis.imaging.display import Plane, Window, display_slice, slice_count
+from limis.imaging.slice_image import Box, box_from_mask
 from limis.imaging.volume import Volume
 
 MIN_STRUCTURE_MM2 = 25.0  # smaller cross-sections are not boxed (partial-volume specks)

@@ -7,13 +7,28 @@ that slice's trunk. It always answers "present" (score 1), so it knows nothing a
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-from limis.detect.base import Box, Detection, Detector, DetectorTraits, SliceImage
+from limis.detect.base import Detection, Detector, DetectorTraits
 from limis.detect.body import body_extent
-from limis.train.samples import SliceSample
+from limis.imaging.slice_image import Box, SliceImage
+
+
+class NamedBox(Protocol):
+    structure: str
+    box: Box  # XYXY display pixels
+
+
+class LabelledSlice(Protocol):
+    """A training slice (e.g. `limis.train.samples.SliceSample`): displayed pixels and its reference boxes."""
+
+    pixels: np.ndarray  # (rows, cols) float32 in [0, 1], radiological display
+
+    def boxes(self) -> Iterable[NamedBox]:
+        """One box per present structure."""
+        ...
 
 
 def _normalise(box: Box, body: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
@@ -32,7 +47,7 @@ class BoxPriorDetector(Detector):
         self.boxes = boxes
 
     @classmethod
-    def fit(cls, samples: Iterable[SliceSample]) -> "BoxPriorDetector":
+    def fit(cls, samples: Iterable[LabelledSlice]) -> "BoxPriorDetector":
         seen: dict[str, list[tuple[float, float, float, float]]] = {}
         for sample in samples:
             body = body_extent(sample.pixels)
