@@ -231,3 +231,35 @@ def test_presence_thresholds_follow_held_out_false_positives() -> None:
     assert chosen["kidney"] == pytest.approx(0.8, abs=1e-3) and "colon" not in chosen
     rows = {row[0]: row for row in threshold_report(scores, chosen, 0.5)}
     assert rows["liver"][5] == "1.000" and float(rows["kidney"][3]) <= 0.025
+
+
+def test_sessions_share_the_model_not_state_and_detect_concurrently(tmp_path: Path) -> None:
+    """Eight sessions, each its own detector over its own cache, one shared head: answers under concurrency equal
+    the serial ones, and no session's remembered probabilities reach another (the demo's sharing rule)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from limis.detect.lite_grounding import LiteGroundingDetector
+    from limis.imaging import load_image
+    from limis.imaging.display import CT_WINDOWS, Plane
+    from limis.imaging.phantom import make_phantom
+    from limis.pipeline.slices import slice_image
+
+    class SeededEmbeddings:
+        """Stands in for an EmbeddingCache: a fixed pseudo-embedding per slice, LiteMedSAM-shaped."""
+
+        segmenter = SimpleNamespace(name="litemedsam", weights_path=None)
+
+        def get_many(self, images):
+            return [SimpleNamespace(features=torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(
+                hash(image.key) % 2**31))) for image in images]
+
+    model = LiteGroundingModel.load(default_weights())
+    volume = load_image(make_phantom(tmp_path)["image"])
+    images = [slice_image(volume, Plane.AXIAL, i, CT_WINDOWS["abdomen"]) for i in range(0, 28, 3)]
+    serial = [LiteGroundingDetector(model, SeededEmbeddings()).grid_probabilities(images, ["liver", "kidney"])]
+    detectors = [LiteGroundingDetector(model, SeededEmbeddings()) for _ in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda d: d.grid_probabilities(images, ["liver", "kidney"]), detectors))
+    assert all(torch.equal(answer, serial[0]) for answer in answers)
+    assert len({id(d._probabilities) for d in detectors}) == 8 and model.head.training is False
