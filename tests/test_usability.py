@@ -245,12 +245,19 @@ def test_markdown_table():
 
 
 # ---- the instrument texts shipped for studies ----
-def test_shipped_instruments_match_the_scorer():
+def test_shipped_instruments_match_the_scorer_and_the_demo():
+    """One source: the package's JSON (linked from evaluation/questionnaires/) feeds the scorer and the demo."""
+    from limis.demo import questionnaire
+
     sus = json.loads((REPO / "evaluation/questionnaires/sus.json").read_text())
-    assert [item["id"] for item in sus["items"]] == list(SUS_ITEMS)
+    assert [item["id"] for item in sus["items"]] == list(SUS_ITEMS) and len(SUS_ITEMS) == 10
     assert [item["tone"] for item in sus["items"]] == ["positive", "negative"] * 5
+    assert questionnaire.SUS_ITEMS == tuple((item["id"], item["text"]) for item in sus["items"])
     tlx = json.loads((REPO / "evaluation/questionnaires/nasa_tlx.json").read_text())
-    assert [s["id"] for s in tlx["subscales"]] == list(TLX_ITEMS)
+    assert [s["id"] for s in tlx["subscales"]] == list(TLX_ITEMS) and len(TLX_ITEMS) == 6
+    shown = {row[0]: row for row in questionnaire.TLX_SUBSCALES}
+    for subscale in tlx["subscales"]:
+        assert shown[subscale["id"]][1:4] == (subscale["name"], subscale["question"], subscale["definition"])
     tasks = yaml.safe_load((REPO / "evaluation/tasks/task_list_template.yaml").read_text())["tasks"]
     assert all({"id", "instruction", "image", "target", "max_minutes"} <= set(task) for task in tasks)
     assert len({task["id"] for task in tasks}) == len(tasks)

@@ -39,6 +39,8 @@ import statistics
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from importlib import resources
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
@@ -46,9 +48,16 @@ from typing import Any
 from limis.errors import LimisError
 from limis.eval.report import markdown_table
 
-SUS_ITEMS = tuple(f"sus_{i}" for i in range(1, 11))
-TLX_SUBSCALES = ("mental", "physical", "temporal", "performance", "effort", "frustration")
-TLX_ITEMS = tuple(f"tlx_{name}" for name in TLX_SUBSCALES)
+
+@lru_cache(maxsize=None)
+def instrument(name: str) -> dict:
+    """A shipped questionnaire ("sus", "nasa_tlx"): items, scale, anchors, scoring and sources, as its JSON."""
+    return json.loads(resources.files("limis.eval").joinpath(f"questionnaires/{name}.json").read_text(encoding="utf-8"))
+
+
+SUS_ITEMS = tuple(item["id"] for item in instrument("sus")["items"])
+TLX_ITEMS = tuple(subscale["id"] for subscale in instrument("nasa_tlx")["subscales"])
+TLX_SUBSCALES = tuple(item.removeprefix("tlx_") for item in TLX_ITEMS)
 # Mean SUS over ~500 studies (Sauro 2011, "A Practical Guide to the System Usability Scale").
 SUS_AVERAGE = 68.0
 # Bangor, Kortum & Miller (2009), J. Usability Studies 4(3):114-123: mean SUS of the studies whose
