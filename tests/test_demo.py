@@ -618,3 +618,18 @@ def test_the_modality_menu_overrides_the_guess_and_says_so(tmp_path, box_segment
     stated = actions.load_upload(shared, state, [str(path)], "radiological", None, None, "CT")
     assert "modality: CT (set by the Modality menu; the reader found MR)" in stated
     assert state.session.volume.modality == "CT"
+
+
+def test_the_demo_says_what_the_reader_changed(tmp_path, box_segmenter) -> None:
+    """NaN voxels are replaced by the reader; the demo's load note says so, as the CLI's warning line does."""
+    from limis.demo import actions
+    from limis.demo.state import new_state
+
+    data = np.full((16, 16, 3), 40.0, dtype=np.float32)
+    data[0, 0, :] = np.nan
+    data[1, 1, 1] = -1000.0
+    path = tmp_path / "nan_ct.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    shared, state = offline_shared(tmp_path, box_segmenter), new_state(tmp_path)
+    note = actions.load_upload(shared, state, [str(path)], "radiological", None, None)
+    assert "Warning: 3 voxels were NaN/inf; set to the image minimum -1000." in note

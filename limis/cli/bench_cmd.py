@@ -10,7 +10,15 @@ import typer
 from rich.table import Table
 
 from limis.cli.app import app, console
-from limis.cli.options import DEFAULTS, DetectorOption, DetectorWeightsOption, DeviceOption, ModelOptions, WeightsOption
+from limis.cli.options import (
+    DEFAULTS,
+    DetectorOption,
+    DetectorWeightsOption,
+    DeviceOption,
+    ModalityOption,
+    ModelOptions,
+    WeightsOption,
+)
 
 EPILOG = ("Example: limis bench ../shared/data/totalsegmentator_example/dicom_example_ct "
           "-s liver -s spleen -s aorta -s stomach --runtimes torch,onnxruntime")
@@ -29,6 +37,7 @@ def bench(
                                  help="Encoder runtimes to compare, the reference first (masks are compared with it)."),
     weights: WeightsOption = DEFAULTS.weights,
     device: DeviceOption = DEFAULTS.device,
+    modality: ModalityOption = None,
     edits: int = typer.Option(20, "--edits", help="Language edits timed on the last runtime."),
     segment_rss: bool = typer.Option(True, "--segment-rss/--no-segment-rss",
                                      help="Also run `limis segment` in a fresh process and report its peak RSS."),
@@ -39,7 +48,7 @@ def bench(
     from limis.imaging import load_image
 
     chosen = [r.strip() for r in runtimes.split(",") if r.strip()]
-    volume = load_image(image)
+    volume = load_image(image, modality=modality)
     options = {r: ModelOptions(weights=weights, runtime=r, detector=detector, detector_weights=detector_weights,
                                device=device) for r in chosen}
     segmenters = {r: o.build_segmenter() for r, o in options.items()}
@@ -48,7 +57,7 @@ def bench(
     if segment_rss:
         with tempfile.TemporaryDirectory(prefix="limis-bench-") as folder:
             arguments = [str(image), *structures, "-o", str(Path(folder) / "out.nii.gz"), "--detector", detector,
-                         "--runtime", chosen[-1]]
+                         "--runtime", chosen[-1], *(["--modality", modality] if modality else [])]
             rss, code = segment_command_peak_rss_mib(arguments)
         report["segment_command"] = {"peak_rss_mib": rss, "exit_code": code}
     report.update({"image": image.name, "structures": structures, "detector": detector, "device": device})

@@ -70,9 +70,10 @@ def _loaded_note(state: DemoState, what: str) -> str:
     session = require_session(state)
     volume = session.volume
     shape = "×".join(str(s) for s in volume.shape)
+    said = "".join(f" Warning: {line}." for line in volume.metadata.get("warnings", []))  # what the reader changed
     return (f"Loaded {what}: {shape} voxels; {modality_line(volume, 'the Modality menu')}. Showing "
             f"{session.state.plane} slice {session.state.index}; left/right always mean the patient's side "
-            "(radiological display).")
+            f"(radiological display).{said}")
 
 
 def query(state: DemoState, text: str | None) -> str:
