@@ -102,3 +102,23 @@ def test_detector_contract_is_declared_and_typos_fail_loudly(box_segmenter) -> N
         GroundedPipeline(Undeclared(), EmbeddingCache(box_segmenter))
     looping = TwoBoxDetector(40, 30)
     assert looping.candidate_slices("liver", 2) is None and looping.traits == DetectorTraits()
+
+
+def test_midline_is_the_trunk_not_an_arm_beside_it(tmp_path: Path) -> None:
+    """An arm on the patient's left moves the centre of all non-air pixels by centimetres, not the trunk midline."""
+    import nibabel as nib
+
+    from limis.pipeline.laterality import body_midline_x
+
+    x, y = np.meshgrid(np.arange(200) - 99.5, np.arange(160) - 79.5, indexing="ij")  # 1 mm voxels, RAS, centred
+    ct = np.full((200, 160, 1), -1000.0, dtype=np.float32)
+    ct[((x / 70) ** 2 + (y / 50) ** 2 <= 1), 0] = 40.0  # trunk centred on x = 0
+    ct[((x + 88) ** 2 + y ** 2 <= 12 ** 2), 0] = 40.0  # left arm (patient's left = -x), separated by air
+    affine = np.eye(4)
+    affine[:3, 3] = [-99.5, -79.5, 0.0]
+    nib.save(nib.Nifti1Image(ct, affine), str(tmp_path / "arm.nii.gz"))
+    volume = load_image(tmp_path / "arm.nii.gz")
+    image = slice_image(volume, Plane.AXIAL, 0, CT_WINDOWS["abdomen"])
+    everything = x[ct[..., 0] > -500].mean()
+    assert everything < -2.0  # the arm pulls the naive centre toward the patient's left
+    assert abs(body_midline_x(image)) < 1.5

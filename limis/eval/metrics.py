@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from limis.imaging.overlap import dice, iou
+
 
 @dataclass(frozen=True)
 class MaskMetrics:
@@ -28,18 +30,6 @@ class MaskMetrics:
     @property
     def volume_error_ml(self) -> float:
         return self.volume_pred_ml - self.volume_ref_ml
-
-
-def dice(pred: np.ndarray, ref: np.ndarray) -> float:
-    pred, ref = pred.astype(bool), ref.astype(bool)
-    total = int(pred.sum() + ref.sum())
-    return 1.0 if total == 0 else float(2.0 * np.logical_and(pred, ref).sum() / total)
-
-
-def iou(pred: np.ndarray, ref: np.ndarray) -> float:
-    pred, ref = pred.astype(bool), ref.astype(bool)
-    union = int(np.logical_or(pred, ref).sum())
-    return 1.0 if union == 0 else float(np.logical_and(pred, ref).sum() / union)
 
 
 def surface(mask: np.ndarray) -> np.ndarray:

@@ -73,8 +73,13 @@ def default_window(volume_array: np.ndarray, modality: str) -> Window:
     return CT_WINDOWS["abdomen"] if modality == "CT" else percentile_window(volume_array)
 
 
+def slice_axis(plane: Plane) -> int:
+    """The canonical axis a plane's slices are taken along (axial: 2, the S axis)."""
+    return _PLANE_AXES[Plane(plane)][2]
+
+
 def slice_count(shape: tuple[int, ...], plane: Plane) -> int:
-    return int(shape[_PLANE_AXES[Plane(plane)][2]])
+    return int(shape[slice_axis(plane)])
 
 
 def display_slice(canonical: np.ndarray, plane: Plane, index: int) -> np.ndarray:

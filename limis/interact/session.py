@@ -15,6 +15,7 @@ import numpy as np
 from limis.detect.base import Detection
 from limis.errors import LimisError
 from limis.imaging.display import Plane, display_slice, insert_display_slice, slice_count
+from limis.imaging.overlap import dice
 from limis.imaging.slice_image import Box, box_from_mask
 from limis.imaging.volume import Volume
 from limis.interact import commands as cmd
@@ -151,9 +152,7 @@ class Session:
         ids = label_ids(name, names)
         truth = np.isin(display_slice(labels, Plane(self.state.plane), self.state.index), ids)
         mask = self.mask(name)
-        mask = np.zeros_like(truth) if mask is None else mask
-        total = int(truth.sum() + mask.sum())
-        return 1.0 if total == 0 else float(2 * np.logical_and(truth, mask).sum() / total)
+        return dice(np.zeros_like(truth) if mask is None else mask, truth)
 
     # ---- the one entry point for language ----
     def apply(self, utterance: str) -> Reply:

@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from limis.detect.base import Detection, Detector
-from limis.imaging.display import Plane, Window, insert_display_slice, slice_count
+from limis.imaging.display import Plane, Window, insert_display_slice, slice_axis, slice_count
 from limis.imaging.slice_image import Box, SliceImage, box_from_mask
 from limis.imaging.volume import Volume
 from limis.pipeline.laterality import keep_side
@@ -18,7 +18,6 @@ from limis.segment.base import Prompt, SegmentResult
 from limis.segment.cache import EmbeddingCache
 
 Progress = Callable[[int, int, str], None]
-_PLANE_SLICE_AXIS = {Plane.AXIAL: 2, Plane.CORONAL: 1, Plane.SAGITTAL: 0}
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,7 @@ class GroundedPipeline:
     def _find_seeds(self, volume: Volume, structure: str, window: Window, options: SegmentOptions) -> dict[int, Detection]:
         """Best detection of the structure per examined slice."""
         plane = Plane(options.plane)
-        known = self.detector.candidate_slices(structure, _PLANE_SLICE_AXIS[plane])
+        known = self.detector.candidate_slices(structure, slice_axis(plane))
         if known is not None:  # oracle / manual: look exactly where the boxes are
             indices = known.tolist()
         else:
@@ -189,7 +188,7 @@ class GroundedPipeline:
         self, volume: Volume, structure: str, label_id: int, mask: np.ndarray, score: float, plane: Plane
     ) -> StructureResult:
         voxels = int(mask.sum())
-        axis = _PLANE_SLICE_AXIS[Plane(plane)]
+        axis = slice_axis(plane)
         covered = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
         return StructureResult(
             structure=structure,
