@@ -7,6 +7,8 @@ import shutil
 import warnings
 from pathlib import Path
 
+from pydicom.misc import is_dicom
+
 from limis.errors import LimisError
 from limis.imaging.readers import IMAGE_2D_SUFFIXES, NIFTI_SUFFIXES
 
@@ -70,11 +72,7 @@ def stage_image(paths: list[Path], folder: Path, max_bytes: int) -> Path:
 
 
 def _is_dicom(path: Path) -> bool:
-    if path.name.lower().endswith(".dcm"):
-        return True
-    with path.open("rb") as handle:
-        handle.seek(128)
-        return handle.read(4) == b"DICM"
+    return path.name.lower().endswith(".dcm") or is_dicom(str(path))
 
 
 def safe_stem(path: Path) -> str:

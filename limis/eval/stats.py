@@ -6,16 +6,18 @@ import numpy as np
 
 
 def bootstrap_ci(values: np.ndarray, level: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean; (nan, nan) for fewer than two finite values."""
+    """Percentile bootstrap CI of the mean (scipy.stats.bootstrap); (nan, nan) for fewer than two finite values."""
+    from scipy.stats import bootstrap
+
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if values.size < 2:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(resamples, values.size), replace=True).mean(axis=1)
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return float(low), float(high)
+    if np.all(values == values[0]):  # every resample has the same mean
+        return float(values[0]), float(values[0])
+    found = bootstrap((values,), np.mean, confidence_level=level, n_resamples=resamples, method="percentile",
+                      random_state=np.random.default_rng(seed))
+    return float(found.confidence_interval.low), float(found.confidence_interval.high)
 
 
 def describe(values: np.ndarray) -> dict[str, float]:

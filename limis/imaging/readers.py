@@ -13,6 +13,7 @@ from typing import Iterable
 
 import nibabel as nib
 import numpy as np
+from pydicom.misc import is_dicom
 
 from limis.errors import ImageReadError
 from limis.imaging.limits import check_claimed_size, check_picture_pixels, max_image_bytes
@@ -121,7 +122,7 @@ def _load_any(path: Path, view: str, pixel_spacing_mm: float) -> Volume:
         return load_image_2d(path, view=view, pixel_spacing_mm=pixel_spacing_mm)
     if name.endswith(".zip"):
         return load_dicom_zip(path)
-    if name.endswith(".dcm") or _looks_like_dicom(path):
+    if name.endswith(".dcm") or is_dicom(str(path)):
         return load_dicom_files([path], source=str(path))
     raise ImageReadError(
         f"{path}: unsupported file type; give a .nii/.nii.gz, a DICOM folder or .zip, or a .png/.jpg."
@@ -136,15 +137,9 @@ def is_dicom_input(path: Path) -> bool:
         name = path.name.lower()
         if name.endswith((".zip", ".dcm")):
             return True
-        return path.is_file() and not name.endswith(NIFTI_SUFFIXES + IMAGE_2D_SUFFIXES) and _looks_like_dicom(path)
+        return path.is_file() and not name.endswith(NIFTI_SUFFIXES + IMAGE_2D_SUFFIXES) and is_dicom(str(path))
     except OSError:
         return False
-
-
-def _looks_like_dicom(path: Path) -> bool:
-    with path.open("rb") as handle:
-        handle.seek(128)
-        return handle.read(4) == b"DICM"
 
 
 def load_nifti(path: Path) -> Volume:
