@@ -21,14 +21,13 @@ from limis.imaging.volume import Volume
 from limis.interact import commands as cmd
 from limis.interact import geometry as geo
 from limis.interact.log import InteractionLog
-from limis.pipeline.grounded import detect_structure
+from limis.pipeline.grounded import SegmentOptions, detect_structure, expand_box
 from limis.pipeline.slices import choose_window, slice_image
 from limis.segment.base import Prompt
 from limis.segment.cache import EmbeddingCache
 from limis.vocab import label_ids
 
 SliceKey = tuple[str, int]  # (plane, index)
-PROPAGATION_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -424,10 +423,7 @@ class Session:
         box = box_from_mask(obj.masks[old_key])
         if box is None:
             return state
-        pad_x = max(1.0, (box[2] - box[0]) * PROPAGATION_MARGIN)
-        pad_y = max(1.0, (box[3] - box[1]) * PROPAGATION_MARGIN)
-        shape = obj.masks[old_key].shape
-        carried = geo.clip_box((box[0] - pad_x, box[1] - pad_y, box[2] + pad_x, box[3] + pad_y), shape)
+        carried = expand_box(box, SegmentOptions().propagation_margin, obj.masks[old_key].shape)  # as the 3D pipeline does
         obj = dataclasses.replace(obj, boxes=_dict_with(obj.boxes, new_key, carried))
         return self._segment(_with_object(state, name, obj), name)
 

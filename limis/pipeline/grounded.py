@@ -269,14 +269,14 @@ def _next_box(
     """The seed's box where the detector looked, else the previous slice's mask box grown by `margin`."""
     if index in seeds:
         return seeds[index].box
-    return _expand(box_from_mask(previous), margin, shape) if previous is not None else None
+    return expand_box(box_from_mask(previous), margin, shape) if previous is not None else None
 
 
 def _area(box: Box) -> float:
     return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
 
 
-def _expand(box: Box | None, margin: float, shape: tuple[int, int]) -> Box | None:
+def expand_box(box: Box | None, margin: float, shape: tuple[int, int]) -> Box | None:
     """Grow a box by `margin` of its size on each side (at least one pixel), clipped to the slice."""
     if box is None:
         return None
