@@ -20,7 +20,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from limis.demo.app import build_app, launch_options
+from limis.demo.app import READY_LINE, build_app, launch_options
 from limis.demo.config import DemoConfig, parse_auth, read_auth_file
 from limis.errors import LimisError
 from limis.pipeline.models import ModelOptions
@@ -419,6 +419,25 @@ def test_a_served_sessions_folder_goes_when_the_browser_tab_closes(box_segmenter
         assert not folders[0].exists()
 
 
+def _lines_until(server: subprocess.Popen, wanted: str, timeout_s: float) -> list[str]:
+    """Lines the server printed, read until one equals `wanted` (fails if it exits or the bound passes first)."""
+    import queue
+    import threading
+
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line.rstrip("\n")) for line in server.stdout], daemon=True).start()
+    seen, deadline = [], time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            seen.append(lines.get(timeout=1.0))
+        except queue.Empty:
+            assert server.poll() is None, seen
+            continue
+        if seen[-1] == wanted:
+            return seen
+    raise AssertionError(f"no {wanted!r} within {timeout_s} s: {seen}")
+
+
 def test_the_temp_root_is_deleted_when_the_demo_stops(tmp_path):
     """Ctrl-C and SIGTERM both stop the server cleanly and remove the temp root `launch` made."""
     import signal
@@ -433,19 +452,11 @@ def test_the_temp_root_is_deleted_when_the_demo_stops(tmp_path):
         server = subprocess.Popen([sys.executable, "-c", script, str(port), str(REPO / "tests")], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            deadline = time.time() + 120
-            while time.time() < deadline:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/config", timeout=2)
-                    break
-                except httpx.TransportError:
-                    assert server.poll() is None, server.stdout.read()
-                    time.sleep(0.5)
+            printed = _lines_until(server, READY_LINE, timeout_s=300)  # start-up over, not a fixed sleep
             roots = list(temp.glob("limis-demo-*"))
-            assert len(roots) == 1 and (roots[0] / "example").is_dir()
-            time.sleep(3)  # let launch() finish its own start-up check and wait for requests
+            assert len(roots) == 1 and (roots[0] / "example").is_dir(), printed
             server.send_signal(stop)
-            assert server.wait(timeout=60) == 0, server.stdout.read()
+            assert server.wait(timeout=120) == 0, server.stdout.read()
         finally:
             if server.poll() is None:
                 server.kill()
@@ -577,22 +588,15 @@ def test_launcher_serves_on_localhost_with_login(tmp_path):
                "--log-dir", str(tmp_path / "logs")]
     server = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                page = httpx.get(f"http://127.0.0.1:{port}/config", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stdout.read()
-                time.sleep(0.5)
-        else:
-            pytest.fail("the demo did not start within 90 s")
+        _lines_until(server, READY_LINE, timeout_s=300)  # models loaded and serving, however busy the machine
+        page = httpx.get(f"http://127.0.0.1:{port}/config", timeout=30)
         assert page.status_code in (401, 403)  # auth is required before the app config is served
-        login = httpx.post(f"http://127.0.0.1:{port}/login", data={"username": "reader", "password": "s3cret"})
+        login = httpx.post(f"http://127.0.0.1:{port}/login", data={"username": "reader", "password": "s3cret"},
+                           timeout=30)
         assert login.status_code == 200
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        server.wait(timeout=120)
 
 
 def test_the_structure_table_never_cuts_names(tmp_path, box_segmenter) -> None:

@@ -47,6 +47,7 @@ from limis.segment.base import Segmenter
 
 logger = logging.getLogger(__name__)
 MODALITY_CHOICES = ("guess from the image", *MODALITIES)  # the first keeps the reader's guess
+READY_LINE = "LIMIS demo: serving (Ctrl-C to stop)"  # printed once start-up is over: a stop now is clean
 MODEL_GROUP = "limis-model"  # every event that runs the segmenter shares one concurrency limit
 SEGMENTER_LABELS = {"litemedsam": "LiteMedSAM", "medsam_vit_b": "MedSAM ViT-B", "hf-sam": "SAM (transformers)"}
 INTRO = """# LIMIS — language-prompted interactive segmentation
@@ -91,7 +92,10 @@ def launch(config: DemoConfig, segmenter: Segmenter | None = None) -> None:
     config = resolved(config)
     try:
         with _sigterm_as_interrupt():
-            build_app(config, segmenter).launch(**launch_options(config))
+            app = build_app(config, segmenter)
+            app.launch(**launch_options(config), prevent_thread_lock=True)  # returns once serving
+            print(READY_LINE, flush=True)
+            app.block_thread()  # until Ctrl-C or SIGTERM
     finally:
         root = _root(config)
         shutil.rmtree(root if made_root else root / "sessions", ignore_errors=True)
