@@ -57,3 +57,26 @@ def test_agrees_with_monai(label: int, spacing, totalseg_dir: Path) -> None:
     assert ours.hd95_mm == pytest.approx(monai_hd95, abs=1e-6)
     monai_nsd = float(compute_surface_dice(p, r, class_thresholds=[2.0], include_background=False, spacing=list(spacing)))
     assert ours.nsd == pytest.approx(monai_nsd, abs=1e-6)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.5, 0.7, 1.0)])
+def test_a_single_slice_image_is_measured_in_2d(spacing) -> None:
+    """A picture stored X x Y x 1 has a 2D outline: HD95 and NSD equal MONAI's 2D values (once every pixel was
+    'surface', so HD95 read 0 mm and NSD ~ Dice)."""
+    from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    ref = ((yy - 30) ** 2 + (xx - 30) ** 2 <= 15 ** 2)
+    pred = ((yy - 36) ** 2 + (xx - 30) ** 2 <= 15 ** 2)  # the same disc 6 pixels along axis 0
+
+    def onehot(mask: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.stack([~mask, mask]))[None].float()
+
+    ours = mask_metrics(pred[:, :, None], ref[:, :, None], spacing, tolerance_mm=2.0)
+    flat = list(spacing[:2])
+    expected_hd = float(compute_hausdorff_distance(onehot(pred), onehot(ref), include_background=False, percentile=95,
+                                                   spacing=flat))
+    expected_nsd = float(compute_surface_dice(onehot(pred), onehot(ref), class_thresholds=[2.0], include_background=False,
+                                              spacing=flat))
+    assert ours.hd95_mm == pytest.approx(expected_hd, abs=1e-6) and ours.hd95_mm >= 0.9 * 6 * spacing[0]
+    assert ours.nsd == pytest.approx(expected_nsd, abs=1e-6) and ours.nsd < ours.dice - 0.1

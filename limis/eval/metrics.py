@@ -2,6 +2,7 @@
 
 Surfaces are the mask voxels that touch background through a face (mask XOR its erosion with
 the 6-/4-connected element); surface distances are Euclidean in mm between surface voxel centres.
+A single-slice image (an axis of length 1, e.g. a PNG read as X x Y x 1) is measured in 2D.
 
 Edge cases (documented, tested):
 - both masks empty: Dice = IoU = NSD = 1, HD95 = 0, volume error = 0 (nothing to find, nothing found);
@@ -61,8 +62,19 @@ def _crop_to_both(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.nda
     return pred[box], ref[box]
 
 
+def _image_axes(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...]):
+    """Drop the axes the image itself has one voxel along: a single-slice picture (X, Y, 1) is measured in 2D,
+    its surface being the outline, not every pixel (a volume with a structure on one slice stays 3D)."""
+    keep = [axis for axis, size in enumerate(pred.shape) if size > 1]
+    if len(keep) == pred.ndim or not keep:
+        return pred, ref, spacing
+    shape = [pred.shape[axis] for axis in keep]
+    return pred.reshape(shape), ref.reshape(shape), tuple(spacing[axis] for axis in keep)
+
+
 def _surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray] | None:
     """(pred surface -> ref surface, ref surface -> pred surface) distances in mm; None if a surface is empty."""
+    pred, ref, spacing = _image_axes(pred, ref, spacing)
     pred, ref = _crop_to_both(pred.astype(bool), ref.astype(bool))
     sp, sr = surface(pred), surface(ref)
     if not sp.any() or not sr.any():
