@@ -253,3 +253,21 @@ def test_chat_cli_through_a_pipe(tmp_path: Path) -> None:
     assert "Segmented Left kidney" in done.stdout and "did not understand 'banana'" in done.stdout
     assert (tmp_path / "chat.nii.gz").exists() and (tmp_path / "chat.json").exists()
     assert len(log.read_text().splitlines()) == 6
+
+
+@pytest.mark.parametrize("words", ["help", "what can I say?", "commands"])
+def test_help_answers_with_the_grammar_and_changes_nothing(words: str, tmp_path: Path, box_segmenter) -> None:
+    from limis.imaging.phantom import make_phantom
+
+    session = _session(load_image(make_phantom(tmp_path)["image"]), box_segmenter)
+    before = session.state
+    reply = session.apply(words)
+    assert "left kidney" in reply.text and "undo" in reply.text and "patient's side" in reply.text
+    assert not reply.changed and session.state is before
+
+
+def test_done_with_nothing_segmented_says_so(tmp_path: Path, box_segmenter) -> None:
+    from limis.imaging.phantom import make_phantom
+
+    session = _session(load_image(make_phantom(tmp_path)["image"]), box_segmenter)
+    assert session.apply("done").text == "Done: nothing is segmented, so there is nothing to save."

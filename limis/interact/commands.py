@@ -93,7 +93,7 @@ class SetWindow:
 
 @dataclass(frozen=True)
 class Control:
-    action: str  # undo | redo | reset | accept | done
+    action: str  # undo | redo | reset | accept | done | help
 
 
 Edit = Query | ScaleBox | Tighten | MoveBox | MoveEdge | AddPoint | Select | Navigate | SetPlane | SetWindow | Control
@@ -127,6 +127,8 @@ _CONTROL = {
     "undo": "undo", "undo that": "undo", "go back": "undo", "redo": "redo", "reset": "reset", "start over": "reset",
     "clear": "reset", "accept": "accept", "accept it": "accept", "looks good": "accept", "good": "accept",
     "keep it": "accept", "done": "done", "finish": "done", "finished": "done", "that's it": "done", "save": "done",
+    "help": "help", "help me": "help", "what can i say": "help", "what can i do": "help", "commands": "help",
+    "what do you understand": "help",
 }
 
 

@@ -450,7 +450,11 @@ class Session:
             self._require_active()
             self._push(_with(self.state, accepted=True))
             return Reply(f"Accepted {_label(self.state.active)}.", True)
+        if edit.action == "help":
+            return Reply(f"I understand {cmd.UNDERSTOOD}. Left and right always mean the patient's side.", False)
         self._push(_with(self.state, accepted=True, done=True))
+        if not any(obj.masks for obj in self.state.objects.values()):
+            return Reply("Done: nothing is segmented, so there is nothing to save.", True)
         return Reply("Done: the segmentation is ready to save.", True)
 
 
