@@ -35,6 +35,7 @@ def test_onnxruntime_embeddings_and_masks_equal_torch(litemedsam, tmp_path, monk
     slow = build_litemedsam(runtime="torch")
     assert (fast.runtime, slow.runtime) == ("onnxruntime", "torch")
     assert list((tmp_path / "weights" / "onnx").glob("litemedsam_encoder_*.onnx"))
+    assert list((tmp_path / "weights" / "onnx").glob("litemedsam_mask_decoder_*.onnx"))
     volume = load_image(make_phantom(tmp_path / "phantom")["image"])
     pixels = CT_WINDOWS["abdomen"].apply(display_slice(volume.array, Plane.AXIAL, volume.shape[2] // 2))
     a, b = fast.embed([pixels])[0], slow.embed([pixels])[0]
@@ -43,3 +44,10 @@ def test_onnxruntime_embeddings_and_masks_equal_torch(litemedsam, tmp_path, monk
     mask_a = fast.segment(a, [Prompt(box=box)])[0].mask
     mask_b = slow.segment(b, [Prompt(box=box)])[0].mask
     assert mask_a.any() and np.mean(mask_a != mask_b) < 1e-3
+    # the decoder export alone, on the same embedding: a box, a box with clicks (more prompt tokens), a lone click
+    clicks = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), (box[0] + 2, box[1] + 2)
+    for prompt in (Prompt(box=box), Prompt(box=box, points=clicks, point_labels=(1, 0)),
+                   Prompt(points=clicks[:1], point_labels=(1,))):
+        onnx, eager = fast.segment(b, [prompt])[0], slow.segment(b, [prompt])[0]
+        assert np.abs(onnx.logits - eager.logits).max() < 1e-3 and np.mean(onnx.mask != eager.mask) < 1e-3
+        assert len(onnx.candidates) == len(eager.candidates)

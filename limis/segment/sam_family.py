@@ -40,6 +40,7 @@ class SamFamilySegmenter:
         weights_path: str | None = None,
         encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
         runtime: str = "torch",
+        mask_decoder: Callable | None = None,
     ) -> None:
         self.model = model.eval().to(device)
         self.weights_path = weights_path
@@ -47,6 +48,7 @@ class SamFamilySegmenter:
         self.name = name
         self.device = torch.device(device)
         self.encoder = encoder or self.model.image_encoder  # e.g. an onnxruntime session on an export of the same weights
+        self.mask_decoder = mask_decoder or self.model.mask_decoder  # likewise
         self.runtime = runtime
 
     def _autocast(self):
@@ -107,7 +109,7 @@ class SamFamilySegmenter:
         multimask = prompt.box is None and len(prompt.points) == 1 and masks is None
         encoder = self.model.prompt_encoder
         sparse, dense = encoder(points=points, boxes=boxes, masks=masks)
-        low_res, iou = self.model.mask_decoder(
+        low_res, iou = self.mask_decoder(
             image_embeddings=embedding.features,
             image_pe=encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
