@@ -87,35 +87,46 @@ def launch_options(config: DemoConfig) -> dict:
 
 
 def launch(config: DemoConfig, segmenter: Segmenter | None = None) -> None:
-    """Serve the app until Ctrl-C (or SIGTERM), then delete the demo's files: the temp root if it made one."""
+    """Serve the app until Ctrl-C (or SIGTERM), then delete the demo's files: the temp root if it made one.
+
+    The stop signals only set a flag that the main thread waits on, so a stop that arrives during
+    start-up or shutdown never raises KeyboardInterrupt in the middle of Gradio's own code.
+    """
     made_root = config.temp_dir is None
-    config = resolved(config)
-    try:
-        with _sigterm_as_interrupt():
+    with _stop_signals() as stop:  # before the temp root exists, so no stop can leave it behind
+        config = resolved(config)
+        try:
             app = build_app(config, segmenter)
             app.launch(**launch_options(config), prevent_thread_lock=True)  # returns once serving
-            print(READY_LINE, flush=True)
-            app.block_thread()  # until Ctrl-C or SIGTERM
-    finally:
-        root = _root(config)
-        shutil.rmtree(root if made_root else root / "sessions", ignore_errors=True)
+            try:
+                if not stop.is_set():
+                    print(READY_LINE, flush=True)
+                while not stop.wait(0.2):
+                    pass
+                print("stopping the LIMIS demo", flush=True)
+            finally:
+                app.close()
+        finally:
+            root = _root(config)
+            shutil.rmtree(root if made_root else root / "sessions", ignore_errors=True)
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops the server like Ctrl-C, so the clean-up after it runs too (main thread only)."""
+def _stop_signals() -> Iterator[threading.Event]:
+    """An event that Ctrl-C (SIGINT) and SIGTERM set while the block runs, the previous handlers restored after it.
+
+    Only the main thread can catch signals; launched from another thread, the demo serves until the process ends.
+    """
+    stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {number: signal.signal(number, lambda signum, frame: stop.set()) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield stop
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def build_app(config: DemoConfig, segmenter: Segmenter | None = None) -> gr.Blocks:
