@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from limis.errors import WeightsNotFoundError
@@ -52,11 +53,18 @@ def missing_pretrained_error(name_or_path: str, what: str, option: str = "--weig
     )
 
 
-def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, for run reports."""
+def sha256_of(path: str | Path) -> str:
+    """Hex SHA-256 of a file (weights checks, export keys, run reports), remembered per path, size and mtime."""
+    found = Path(path).resolve()
+    stat = found.stat()
+    return _sha256(str(found), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while block := handle.read(chunk):
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
 

@@ -35,6 +35,7 @@ from limis.detect.base import Detection, Detector, DetectorTraits
 from limis.detect.body import body_extent, estimated_pixel_mm
 from limis.errors import LimisError, WeightsNotFoundError
 from limis.imaging.slice_image import SliceImage
+from limis.weights import sha256_of
 
 WEIGHTS_FILE = "lite_grounding.safetensors"
 FORMAT = "native-embedding-v2"  # head files of the earlier 3 mm canvas design are refused
@@ -256,20 +257,13 @@ class SliceEmbeddings(Protocol):
         ...
 
 
-@lru_cache(maxsize=8)
-def _sha256(path: str) -> str:
-    from limis.weights import sha256_of
-
-    return sha256_of(path)
-
-
 def check_encoder(model: LiteGroundingModel, segmenter: Any) -> None:
     """Refuse embeddings from anything but the LiteMedSAM weights the head was trained on."""
     if getattr(segmenter, "name", None) != "litemedsam":
         raise LimisError(f"lite-grounding reads LiteMedSAM embeddings, not {getattr(segmenter, 'name', segmenter)!r}.")
     expected = model.metadata.get("encoder_sha256")
     weights = getattr(segmenter, "weights_path", None)
-    if expected and weights and _sha256(str(weights)) != expected:
+    if expected and weights and sha256_of(weights) != expected:
         raise LimisError(f"the lite-grounding head {model.weights_path} was trained on another LiteMedSAM encoder; "
                          "use the shipped lite_medsam.pth or retrain the head.")
 

@@ -1,6 +1,6 @@
 """What produced a result: config, package versions, weight hashes, code revision, device.
 
-`run_report` is the record written beside every output of `limis segment` (and the demo's
+`report` is the record written beside every output of `limis segment` (and the demo's
 downloads); `limis info --json` prints the same schema without the run-only sections. Neither
 holds a patient identifier or the input's file name: the input is its geometry and a content hash.
 """
