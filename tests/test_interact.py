@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import subprocess
@@ -21,9 +22,10 @@ from limis.segment.cache import EmbeddingCache
 
 PARSES = [
     # queries
-    ("left kidney", cmd.Query(("kidney_left",), "replace")),
-    ("segment the liver and spleen", cmd.Query(("liver", "spleen"), "replace")),
-    ("please show me the spleen", cmd.Query(("spleen",), "replace")),
+    ("left kidney", cmd.Query(("kidney_left",), "add")),  # structures accumulate
+    ("segment the liver and spleen", cmd.Query(("liver", "spleen"), "add")),
+    ("please show me the spleen", cmd.Query(("spleen",), "add")),
+    ("only the liver", cmd.Query(("liver",), "replace")),
     ("also the aorta", cmd.Query(("aorta",), "add")),
     ("add the right kidney", cmd.Query(("kidney_right",), "add")),
     ("remove the spleen", cmd.Query(("spleen",), "remove")),
@@ -44,7 +46,19 @@ PARSES = [
     ("extend the bottom edge 1 cm", cmd.MoveEdge("bottom", 10.0)),
     # points
     ("include the upper part", cmd.AddPoint(("top",), True)),
-    ("add the lower pole", cmd.AddPoint(("bottom",), True)),
+    ("include the lower corner", cmd.AddPoint(("bottom",), True)),
+    # along the body axis, scope, finding a missed structure
+    ("add the lower pole", cmd.SliceExtent("inferior", 10.0, "mm")),
+    ("extend up 15 mm", cmd.SliceExtent("superior", 15.0, "mm")),
+    ("continue down 3 slices", cmd.SliceExtent("inferior", 3.0, "slices")),
+    ("trim the top", cmd.SliceExtent("superior", -10.0, "mm")),
+    ("shrink from the front", cmd.MoveEdge("anterior", -5.0)),
+    ("apply to all slices", cmd.Scope("all")),
+    ("only here", cmd.Scope("here")),
+    ("it is there, look lower", cmd.Locate("inferior")),
+    ("look higher", cmd.Locate("superior")),
+    ("it is here", cmd.Locate("here")),
+    ("the left kidney is here", cmd.Locate("here", ("kidney_left",))),
     ("exclude the lower left part", cmd.AddPoint(("bottom", "left"), False)),
     ("remove the top right corner", cmd.AddPoint(("right", "top"), False)),
     ("add a point at the middle", cmd.AddPoint((), True)),
@@ -154,22 +168,28 @@ def test_queries_candidates_other_side_and_log(totalseg_dir: Path, total_names, 
     log = InteractionLog(tmp_path / "study.jsonl", participant="P01")
     session = _session(volume, box_segmenter, detector=OracleDetector(labels, total_names),
                        reference=(labels, total_names), log=log, index=85)
-    assert session.apply("left kidney").changed
+    reply = session.apply("left kidney")
+    assert reply.changed and reply.scope == "volume"
     truth = box_from_mask(display_slice(labels == 3, Plane.AXIAL, 85))
     assert session.box("kidney_left") == truth
-    assert session.apply("also the spleen").changed and set(session.state.objects) == {"kidney_left", "spleen"}
+    kidney_slices = np.flatnonzero((labels == 3).any(axis=(0, 1)))  # the whole kidney, not the shown slice
+    assert sorted(i for _, i in session.state.objects["kidney_left"].masks) == kidney_slices.tolist()
+    assert session.apply("spleen").changed and set(session.state.objects) == {"kidney_left", "spleen"}  # kept
     reply = session.apply("the other side")  # active is the spleen: no side
     assert not reply.changed
     session.apply("left kidney")
     reply = session.apply("the other side")
     assert session.state.active == "kidney_right" and "kidney_left" not in session.state.objects
     session.apply("remove the right kidney")
-    assert session.state.objects == {}
-    assert session.apply("brain").changed is False  # absent on this slice: clear reply, no change
+    assert set(session.state.objects) == {"spleen"}
+    absent = session.apply("brain")  # absent from the volume: a clear reply, no change
+    assert absent.changed is False and "not found in this volume" in absent.text
+    assert set(session.apply("only the liver").edit.structures) == {"liver"} and set(session.state.objects) == {"liver"}
     lines = [json.loads(line) for line in (tmp_path / "study.jsonl").read_text().splitlines()]
-    assert len(lines) == 7
-    assert {"session_id", "utterance", "edit", "seconds", "mask_pixels", "dice", "participant"} <= set(lines[0])
-    assert lines[0]["dice"] is not None and lines[0]["participant"] == "P01"
+    assert len(lines) == 8
+    assert {"session_id", "utterance", "edit", "scope", "seconds", "mask_pixels", "voxels", "dice", "dice_3d",
+            "participant"} <= set(lines[0])
+    assert lines[0]["dice_3d"] is not None and lines[0]["participant"] == "P01" and lines[0]["scope"] == "volume"
     assert not any("PatientName" in json.dumps(line) for line in lines)
 
 
@@ -189,11 +209,13 @@ def test_fuzz_500_commands_never_crash_or_corrupt_history(totalseg_dir: Path, to
         edit = reply.edit
         if not reply.changed:
             assert session.state is previous and len(session.history) == depth
+        elif reply.scope is None:  # a view change: not an edit, never in the history
+            assert session.state is previous and len(session.history) == depth
         elif not (isinstance(edit, cmd.Control) and edit.action in ("undo", "redo")):
             assert len(session.history) == depth + 1 and session.history[-2] is previous
         state = session.state
-        count = volume.shape[{"axial": 2, "coronal": 1, "sagittal": 0}[state.plane]]
-        assert 0 <= state.index < count
+        count = volume.shape[{"axial": 2, "coronal": 1, "sagittal": 0}[session.view.plane]]
+        assert 0 <= session.view.index < count
         for obj in state.objects.values():
             for (plane, index), mask in obj.masks.items():
                 assert mask.dtype == bool and mask.shape == display_slice(volume.array, Plane(plane), index).shape
@@ -271,3 +293,108 @@ def test_done_with_nothing_segmented_says_so(tmp_path: Path, box_segmenter) -> N
 
     session = _session(load_image(make_phantom(tmp_path)["image"]), box_segmenter)
     assert session.apply("done").text == "Done: nothing is segmented, so there is nothing to save."
+
+
+def _kidney_session(totalseg_dir: Path, total_names, box_segmenter, **kwargs) -> tuple[Session, np.ndarray]:
+    volume = load_image(totalseg_dir / "example_ct.nii.gz")
+    labels = load_labelmap_on(volume, totalseg_dir / "example_seg_fast_force_split.nii.gz")
+    session = _session(volume, box_segmenter, detector=OracleDetector(labels, total_names),
+                       reference=(labels, total_names), **kwargs)
+    return session, labels
+
+
+def test_a_query_segments_the_volume_and_goes_to_the_structure(totalseg_dir: Path, total_names, box_segmenter) -> None:
+    session, labels = _kidney_session(totalseg_dir, total_names, box_segmenter, index=20)  # pelvis: no kidney here
+    reply = session.apply("left kidney")
+    kidney = labels == 3
+    assert reply.scope == "volume" and "slices" in reply.text and "3D Dice" in reply.text
+    assert kidney[..., session.view.index].any()  # the view moved to a slice showing the kidney
+    assert session.view.index == int(np.argmax(session.structure_volume("kidney_left").sum(axis=(0, 1))))  # its largest
+    labelmap, names = session.labelmap()
+    assert names == {1: "kidney_left"} and np.array_equal(np.flatnonzero(labelmap.any(axis=(0, 1))),
+                                                          np.flatnonzero(kidney.any(axis=(0, 1))))
+
+
+def test_apply_to_all_slices_only_here_and_undo_restore_the_exact_3d_mask(
+        totalseg_dir: Path, total_names, box_segmenter) -> None:
+    session, _ = _kidney_session(totalseg_dir, total_names, box_segmenter)
+    session.apply("left kidney")
+    start = session.structure_volume("kidney_left").copy()
+    here = session.view.index
+    reply = session.apply("bigger")
+    assert reply.scope == "slice" and "this slice only" in reply.text
+    one = session.structure_volume("kidney_left").copy()
+    changed = np.flatnonzero((one != start).any(axis=(0, 1)))
+    assert changed.tolist() == [here]  # only the shown slice
+    session.apply("next slice")  # a view change between edits is not an edit
+    reply = session.apply("apply to all slices")
+    assert reply.scope == "all slices"
+    every = session.structure_volume("kidney_left")
+    slices = np.flatnonzero(start.sum(axis=(0, 1)) >= 16)  # a 1-pixel-wide box scales to itself
+    assert len(slices) > 10 and all((every[..., k] != start[..., k]).any() for k in slices)  # every slice changed
+    assert np.array_equal(every[..., here], one[..., here])  # the edited slice is not scaled twice
+    view = session.view.index
+    assert session.apply("only here").scope == "slice"
+    np.testing.assert_array_equal(session.structure_volume("kidney_left"), one)
+    assert session.apply("redo").changed is False  # "only here" is a new edit, not an undo
+    session.apply("apply to all slices")
+    session.apply("undo")
+    session.apply("undo")
+    np.testing.assert_array_equal(session.structure_volume("kidney_left"), start)
+    assert session.view.index == view  # undo covers edits, never the view
+
+
+def test_extending_and_trimming_along_the_body_axis(totalseg_dir: Path, total_names, box_segmenter) -> None:
+    session, _ = _kidney_session(totalseg_dir, total_names, box_segmenter)
+    session.apply("left kidney")
+    top = max(i for _, i in session.state.objects["kidney_left"].masks)
+    thickness = session.volume.spacing[2]
+    reply = session.apply("trim the top 2 slices")
+    assert reply.scope == "slices" and max(i for _, i in session.state.objects["kidney_left"].masks) == top - 2
+    reply = session.apply(f"extend up {2 * thickness:g} mm")
+    assert max(i for _, i in session.state.objects["kidney_left"].masks) == top and session.view.index == top
+    session.apply("add the lower pole")  # grows below the lowest slice (the box double never runs out)
+    bottom = min(i for _, i in session.state.objects["kidney_left"].masks)
+    assert session.view.index == bottom
+    assert session.apply("coronal").changed and not session.apply("extend up").changed  # axial view only
+
+
+def test_a_missed_structure_is_found_where_the_user_says(totalseg_dir: Path, total_names, box_segmenter) -> None:
+    class Faint(OracleDetector):
+        """Finds the structure only with low scores and only where the user looks: the 3D search misses it."""
+
+        def candidate_slices(self, structure, plane_axis):
+            return None
+
+        def detect(self, image, structures):
+            return [dataclasses.replace(d, score=0.1) for d in super().detect(image, structures)]
+
+    session, labels = _kidney_session(totalseg_dir, total_names, box_segmenter)
+    session.detector = Faint(labels, total_names)
+    kidney = np.flatnonzero((labels == 3).any(axis=(0, 1)))
+    session.view.index = int(kidney.max()) + 5
+    missed = session.apply("left kidney")
+    assert not missed.changed and "not found in this volume" in missed.text and "it is here" in missed.text
+    reply = session.apply("it is there, look lower")
+    assert reply.changed and set(session.state.objects) == {"kidney_left"}
+    assert session.view.index in kidney.tolist()
+
+
+def test_a_drawn_box_on_a_new_structure_follows_it_through_the_volume(totalseg_dir: Path, total_names,
+                                                                      box_segmenter) -> None:
+    session, labels = _kidney_session(totalseg_dir, total_names, box_segmenter, index=85)
+    session.detector = None
+    reply = session.set_box("kidney_left", box_from_mask(display_slice(labels == 3, Plane.AXIAL, 85)))
+    assert reply.scope == "volume" and len(session.state.objects["kidney_left"].masks) > 1
+    assert session.set_box("kidney_left", (40, 40, 60, 60)).scope == "slice"  # a second box redraws this slice only
+
+
+def test_per_slice_sessions_stay_for_pictures(tmp_path: Path, box_segmenter) -> None:
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8)).save(tmp_path / "p.png")
+    session = _session(load_image(tmp_path / "p.png"), box_segmenter)
+    assert not session.volumetric
+    assert session.set_box("liver", (10, 10, 30, 30)).scope == "slice"
+    assert "this slice only" not in session.apply("bigger").text
+    assert not session.apply("extend up").changed

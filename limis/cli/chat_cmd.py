@@ -67,7 +67,7 @@ def chat(
     session = Session(volume, cache,
                       detector=found_detector, reference=reference,
                       log=InteractionLog(log, participant=participant) if log else None, index=slice_index)
-    console.print(f"[bold]LIMIS chat[/] on {image.name}: {session.state.plane} slice {session.state.index}. "
+    console.print(f"[bold]LIMIS chat[/] on {image.name}: {session.view.plane} slice {session.view.index}. "
                   "Left/right mean the patient's side. Type 'done' to save, Ctrl-D to quit.")
     interactive = sys.stdin.isatty()
     while not session.state.done:

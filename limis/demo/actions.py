@@ -72,7 +72,7 @@ def _loaded_note(state: DemoState, what: str) -> str:
     shape = "×".join(str(s) for s in volume.shape)
     said = "".join(f" Warning: {line}." for line in volume.metadata.get("warnings", []))  # what the reader changed
     return (f"Loaded {what}: {shape} voxels; {modality_line(volume, 'the Modality menu')}. Showing "
-            f"{session.state.plane} slice {session.state.index}; left/right always mean the patient's side "
+            f"{session.view.plane} slice {session.view.index}; left/right always mean the patient's side "
             f"(radiological display).{said}")
 
 
@@ -99,21 +99,21 @@ def command(state: DemoState, utterance: str) -> str:
 
 def go_to_slice(state: DemoState, index: float) -> str:
     session = require_session(state)
-    return "" if int(index) == session.state.index else command(state, f"go to slice {int(index)}")
+    return "" if int(index) == session.view.index else command(state, f"go to slice {int(index)}")
 
 
 def set_plane(state: DemoState, plane: str) -> str:
     session = require_session(state)
     if plane not in {p.value for p in Plane}:
         raise LimisError(f"unknown plane '{plane}'; use one of: {', '.join(p.value for p in Plane)}.")
-    return "" if plane == session.state.plane else command(state, plane)
+    return "" if plane == session.view.plane else command(state, plane)
 
 
 def set_window(state: DemoState, window: str) -> str:
     session = require_session(state)
     if window not in CT_WINDOWS:
         raise LimisError(f"unknown window '{window}'; use one of: {', '.join(CT_WINDOWS)}.")
-    return "" if window == session.state.window else command(state, f"{window} window")
+    return "" if window == session.view.window else command(state, f"{window} window")
 
 
 def click(state: DemoState, structure_text: str | None, screen_xy: tuple[float, float]) -> str:
@@ -162,7 +162,7 @@ def _log_box(state: DemoState, structure: str, box: tuple[float, float, float, f
         return
     mask = session.mask(structure)
     state.log.write({"event": "box", "structure": structure, "box": [round(v, 1) for v in box],
-                     "plane": session.state.plane, "slice": session.state.index,
+                     "plane": session.view.plane, "slice": session.view.index,
                      "mask_pixels": int(mask.sum()) if mask is not None else 0, "dice": session.dice(structure),
                      "image": session.volume.key})
 
@@ -176,7 +176,7 @@ def downloads(state: DemoState) -> tuple[str, list[Path]]:
     out = state.folder / "downloads"
     out.mkdir(exist_ok=True)
     picture = state.picture or draw(state)
-    caption = f"{state.case} · {session.state.plane} slice {session.state.index} · {session.current_image().window.name}"
+    caption = f"{state.case} · {session.view.plane} slice {session.view.index} · {session.current_image().window.name}"
     shot = out / f"{state.case}_view.png"
     with_caption(picture, caption, layers(session)).save(shot)
     labelmap, names = session.labelmap()

@@ -413,8 +413,8 @@ def _viewer_values(shared: Shared, state: DemoState, note: str) -> tuple:
     is_ct = session.volume.modality == "CT"
     return (state, picture.rgb, legend(state), pd.DataFrame(structure_rows(session), columns=TABLE_HEADERS),
             list(state.chat), note, gr.Slider(0, max(last, 1), value=index, interactive=last > 0),
-            gr.Radio(value=session.state.plane, interactive=session.volume.shape[2] > 1),
-            gr.Dropdown(value=(session.state.window or "abdomen") if is_ct else None, interactive=is_ct),
+            gr.Radio(value=session.view.plane, interactive=session.volume.shape[2] > 1),
+            gr.Dropdown(value=(session.view.window or "abdomen") if is_ct else None, interactive=is_ct),
             _engines(shared, state))
 
 

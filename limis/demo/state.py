@@ -139,7 +139,7 @@ def draw(state: DemoState) -> Picture | None:
         state.picture = None
         return None
     image = session.current_image()
-    view = display_slice(session.volume.array, Plane(session.state.plane), session.state.index)
+    view = display_slice(session.volume.array, Plane(session.view.plane), session.view.index)
     state.picture = render_view(render_rgb(view, image.window), image.geometry, layers(session),
                                 session.state.active, state.pending)
     return state.picture
@@ -168,4 +168,4 @@ def structure_rows(session: Session) -> list[list]:
 
 def slider_range(session: Session) -> tuple[int, int]:
     """(last slice index, current index) of the current plane."""
-    return slice_count(session.volume.shape, Plane(session.state.plane)) - 1, session.state.index
+    return slice_count(session.volume.shape, Plane(session.view.plane)) - 1, session.view.index

@@ -136,7 +136,7 @@ def _interactive_predictions(volume, labels, names, wanted, cache, turns):
     for structure in wanted:
         ids = label_ids(structure, names)
         index = reference_slice(labels, ids)
-        session = Session(volume, cache, reference=(labels, names), index=index)
+        session = Session(volume, cache, reference=(labels, names), index=index, volumetric=False)
         truth = truth_on_slice(labels, ids, index)
         start = poor_box(box_from_mask(truth), session.current_image().geometry)
         run_user(session, structure, truth, start, "language", turns)

@@ -48,7 +48,7 @@ def run_interaction(manifest: Manifest, split: str, structures: list[str] | None
             index = reference_slice(labels, ids)
             truth = truth_on_slice(labels, ids, index)
             for user in USERS:
-                session = Session(volume, cache, reference=(labels, names), index=index)
+                session = Session(volume, cache, reference=(labels, names), index=index, volumetric=False)
                 truth_box = box_from_mask(truth)
                 begin = poor_box(truth_box, session.current_image().geometry) if start == "poor" else truth_box
                 for turn in run_user(session, structure, truth, begin, user, turns, stop_dice):

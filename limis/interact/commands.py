@@ -1,18 +1,25 @@
 """The command language: typed (or transcribed) utterances -> edits. Rule-based, with a clear grammar.
 
 Grammar (case-insensitive; fillers like "please", "can you", "now" are ignored):
-  query      := ["segment"|"show"|"find"...] STRUCTURES | ("also"|"add") STRUCTURES | ("remove"|"delete") STRUCTURE
+  query      := ["segment"|"show"|"find"...] STRUCTURES (added to what is segmented) | "also" STRUCTURES
+              | "only" STRUCTURES (replaces everything) | ("remove"|"delete") STRUCTURE
+  locate     := [STRUCTURE] "is here" | "it is here/there" | "look lower/higher" (search there, less strictly)
   box        := ("bigger"|"larger"|"grow"|"smaller"|"shrink") [AMOUNT] | "tighter"
               | "move" DIRECTION ["by"] [N ("mm"|"px"|"pixels")]
-              | ("extend"|"shrink") "the" EDGE "edge" [N "mm"]
+              | ("extend"|"shrink") "the" EDGE "edge" [N "mm"] | "shrink from the" SIDE [N "mm"]
+  extent     := ("extend"|"continue") ("up"|"down") [N ("mm"|"slices")] | "add the upper/lower pole"
+              | "trim the top/bottom" [N ("mm"|"slices")]           (along the body axis, volumes only)
+  scope      := "apply to all slices" (repeat the last edit on every slice) | "only here" (take that back)
   point      := ("include"|"add") REGION ["part"] | ("exclude"|"remove") REGION "part" | "add a point at the" REGION
   selection  := "the other one" | "the other side" | "the bigger"/"smaller one" | "the" ORDINAL "candidate"
   navigation := "next"/"previous slice" | "go to slice" N | ("up"|"down") N "slices" | PLANE | WINDOW "window"
-  control    := "undo" | "redo" | "reset" | "accept" | "done"
+  control    := "undo" | "redo" | "reset" | "accept" | "done" | "help"
   AMOUNT     := "a lot" (x1.5) | "a little"/"slightly" (x1.1) | N "%" ; default x1.25
   DIRECTION  := left | right (the PATIENT's side) | up | down (screen) | anterior | posterior | superior | inferior
+  SIDE       := front | back | left | right (patient) | top | bottom (screen)
   REGION     := top/upper | bottom/lower | left | right | centre/middle | corners ("upper left" ...)
-"Left"/"right" always mean the patient's left/right.
+"Left"/"right" always mean the patient's left/right. Undo and redo cover segmentation edits, not
+slice, plane or window changes.
 """
 
 from __future__ import annotations
@@ -26,18 +33,41 @@ DEFAULT_SCALE = 1.25
 DEFAULT_MOVE_MM = 5.0
 DEFAULT_EDGE_MM = 5.0
 UNDERSTOOD = (
-    "structures ('left kidney', 'also the aorta', 'remove the spleen'), box edits ('bigger', 'smaller a little', "
-    "'move left 5 mm', 'extend the top edge', 'tighter'), points ('include the upper part', 'exclude the lower left "
-    "part'), choices ('the other one', 'the other side', 'the bigger one', 'the second candidate'), navigation "
-    "('next slice', 'go to slice 40', 'up 5 slices', 'coronal', 'lung window') and 'undo', 'redo', 'reset', "
-    "'accept', 'done'"
+    "structures ('left kidney', 'also the aorta', 'only the liver', 'remove the spleen'), finding a missed one "
+    "('it is here', 'look lower'), box edits ('bigger', 'smaller a little', 'move left 5 mm', 'extend the top edge', "
+    "'shrink from the front', 'tighter'), along the body ('extend up 10 mm', 'add the lower pole', 'trim the top'), "
+    "scope ('apply to all slices', 'only here'), points ('include the upper part', 'exclude the lower left part'), "
+    "choices ('the other one', 'the other side', 'the bigger one'), navigation ('next slice', 'go to slice 40', "
+    "'up 5 slices', 'coronal', 'lung window') and 'undo', 'redo', 'reset', 'accept', 'done'"
 )
 
 
 @dataclass(frozen=True)
 class Query:
     structures: tuple[str, ...]
-    mode: str  # "replace" | "add" | "remove"
+    mode: str  # "add" (kept with what is segmented) | "replace" ("only ...") | "remove"
+
+
+@dataclass(frozen=True)
+class Locate:
+    """The user says where a structure is: search there with the detector's own threshold."""
+
+    where: str  # "here" (this slice and its neighbours) | "superior" | "inferior" (of this slice)
+    structures: tuple[str, ...] = ()  # () = the structure last asked for
+
+
+@dataclass(frozen=True)
+class SliceExtent:
+    """Grow (amount > 0) or trim (amount < 0) a structure's end along the body axis."""
+
+    direction: str  # "superior" | "inferior"
+    amount: float
+    unit: str  # "mm" | "slices"
+
+
+@dataclass(frozen=True)
+class Scope:
+    which: str  # "all" (repeat the last slice edit on every slice) | "here" (keep it on its slice only)
 
 
 @dataclass(frozen=True)
@@ -96,7 +126,8 @@ class Control:
     action: str  # undo | redo | reset | accept | done | help
 
 
-Edit = Query | ScaleBox | Tighten | MoveBox | MoveEdge | AddPoint | Select | Navigate | SetPlane | SetWindow | Control
+Edit = (Query | Locate | SliceExtent | Scope | ScaleBox | Tighten | MoveBox | MoveEdge | AddPoint | Select | Navigate
+        | SetPlane | SetWindow | Control)
 
 
 class NotUnderstood(LimisError):
@@ -120,7 +151,12 @@ _DIRECTIONS = {
 }
 _REGION_WORDS = {"top": "top", "upper": "top", "superior": "top", "bottom": "bottom", "lower": "bottom",
                  "inferior": "bottom", "left": "left", "right": "right"}
-_EDGE_WORDS = {"top": "top", "upper": "top", "bottom": "bottom", "lower": "bottom", "left": "left", "right": "right"}
+_EDGE_WORDS = {"top": "top", "upper": "top", "bottom": "bottom", "lower": "bottom", "left": "left", "right": "right",
+               "front": "anterior", "anterior": "anterior", "back": "posterior", "posterior": "posterior"}
+_BODY_AXIS = {"up": "superior", "upward": "superior", "upwards": "superior", "superiorly": "superior",
+              "higher": "superior", "upper": "superior", "top": "superior", "cranially": "superior",
+              "down": "inferior", "downward": "inferior", "downwards": "inferior", "inferiorly": "inferior",
+              "lower": "inferior", "bottom": "inferior", "caudally": "inferior"}
 _PLANES = {"axial": "axial", "transverse": "axial", "coronal": "coronal", "sagittal": "sagittal"}
 _WINDOWS = ("abdomen", "abdominal", "soft tissue", "lung", "bone", "brain")
 _CONTROL = {
@@ -152,7 +188,7 @@ def parse(utterance: str) -> Edit:
     text = normalise(utterance)
     if not text:
         raise NotUnderstood(f"I heard nothing to do. I understand {UNDERSTOOD}.")
-    for rule in (_control, _navigation, _selection, _box, _point):
+    for rule in (_control, _navigation, _scope, _locate, _extent, _selection, _box, _point):
         edit = rule(text)
         if edit is not None:
             return edit
@@ -184,6 +220,52 @@ def _navigation(text: str) -> Edit | None:
         name = {"abdominal": "abdomen", "soft tissue": "abdomen"}.get(m.group(1), m.group(1))
         return SetWindow(name)
     return None
+
+
+def _scope(text: str) -> Edit | None:
+    if re.fullmatch(r"(?:apply|do|copy|propagate|repeat)(?: (?:it|that|this))?(?: (?:to|on|for|in))?(?: (?:all|every|each)"
+                    r"(?: the| other)? slices?| everywhere| through the volume| the whole volume)|(?:on )?all slices|"
+                    r"everywhere|propagate(?: (?:it|that))?", text):
+        return Scope("all")
+    if re.fullmatch(r"only (?:here|on this slice|this slice)|(?:here|this slice) only|only on this slice|not everywhere", text):
+        return Scope("here")
+    return None
+
+
+def _locate(text: str) -> Edit | None:
+    if m := re.fullmatch(r"(?:(?:it|that)(?: i|')?s (?:there|here|lower|higher|further (?:down|up)|below|above) )?"
+                         r"(?:look|search|try|check)(?: (?:a bit|further|more))? (lower|higher|down|up|below|above)(?: down| up)?", text):
+        return Locate("inferior" if m.group(1) in ("lower", "down", "below") else "superior")
+    if m := re.fullmatch(r"(?:(?:it|that)(?: i|')?s|look) (lower|higher|further down|further up|below|above)", text):
+        return Locate("inferior" if m.group(1) in ("lower", "further down", "below") else "superior")
+    if re.fullmatch(r"(?:(?:it|that)(?: i|')?s (?:here|there|on this slice)|look here|here it is|here|it is right here)", text):
+        return Locate("here")
+    if m := re.fullmatch(r"(?:the )?(.+?) (?:is|are) (?:here|there|on this slice)", text):
+        query = _query(m.group(1))
+        return Locate("here", query.structures) if query is not None else None
+    return None
+
+
+def _extent(text: str) -> Edit | None:
+    if m := re.fullmatch(r"(?:extend|continue|grow)(?: it)? (up|upward|upwards|down|downward|downwards|superiorly|"
+                         r"inferiorly|higher|lower|cranially|caudally)(?: by)?(?: (\d+(?:\.\d+)?) ?(mm|cm|slices?))?", text):
+        amount, unit = _extent_amount(m.group(2), m.group(3))
+        return SliceExtent(_BODY_AXIS[m.group(1)], amount, unit)
+    if m := re.fullmatch(r"(?:add|include|extend to|get|take) (?:the )?(upper|lower|top|bottom) (?:pole|end|tip)", text):
+        return SliceExtent(_BODY_AXIS[m.group(1)], 10.0, "mm")
+    if m := re.fullmatch(r"(?:trim|cut|remove|drop|shorten)(?: it)?(?: from| at| off)? the (top|bottom|upper end|lower end)"
+                         r"(?: by)?(?: (\d+(?:\.\d+)?) ?(mm|cm|slices?))?", text):
+        amount, unit = _extent_amount(m.group(2), m.group(3))
+        return SliceExtent(_BODY_AXIS[m.group(1).split()[0]], -amount, unit)
+    return None
+
+
+def _extent_amount(number: str | None, unit: str | None) -> tuple[float, str]:
+    if number is None:
+        return 10.0, "mm"
+    if unit and unit.startswith("slice"):
+        return float(number), "slices"
+    return float(number) * (10.0 if unit == "cm" else 1.0), "mm"
 
 
 def _selection(text: str) -> Edit | None:
@@ -219,10 +301,13 @@ def _box(text: str) -> Edit | None:
     text = re.sub(r"^(?:make )?(?:the )?(?:box |mask |it )?", "", text)
     if m := re.fullmatch(r"(a lot|much|way|a little|slightly|a bit|a touch) (bigger|larger|wider|smaller|narrower)", text):
         text = f"{m.group(2)} {m.group(1)}"  # "a lot bigger" -> "bigger a lot"
-    if m := re.fullmatch(r"(extend|expand|grow|move out|shrink|pull in|reduce|move in)(?: the)? (top|upper|bottom|lower|left|right) (?:edge|side|border)(?: by)?(?: (\d+(?:\.\d+)?) ?(mm|cm))?", text):
+    if m := re.fullmatch(r"(extend|expand|grow|move out|shrink|pull in|reduce|move in)(?: the)? (top|upper|bottom|lower|left|right|front|back|anterior|posterior) (?:edge|side|border)(?: by)?(?: (\d+(?:\.\d+)?) ?(mm|cm))?", text):
         amount, _ = _distance(m.group(3), m.group(4), DEFAULT_EDGE_MM)
         sign = 1.0 if m.group(1) in ("extend", "expand", "grow", "move out") else -1.0
         return MoveEdge(_EDGE_WORDS[m.group(2)], sign * amount)
+    if m := re.fullmatch(r"(shrink|pull in|cut|grow|extend)(?: it)? (?:from|at) the (front|back|anterior|posterior|left|right)(?: by)?(?: (\d+(?:\.\d+)?) ?(mm|cm))?", text):
+        amount, _ = _distance(m.group(3), m.group(4), DEFAULT_EDGE_MM)
+        return MoveEdge(_EDGE_WORDS[m.group(2)], (1.0 if m.group(1) in ("grow", "extend") else -1.0) * amount)
     if re.fullmatch(r"(?:make it |box )?(?:tighter|tighten(?: it| the box)?|fit (?:it|the box)(?: tighter)?)", text):
         return Tighten()
     if m := re.fullmatch(r"(?:it )?(bigger|larger|grow|enlarge|expand|wider)(?: it)?(.*)", text):
@@ -281,9 +366,11 @@ def _point(text: str) -> Edit | None:
 def _query(text: str) -> Edit | None:
     from limis.text import resolve_phrase
 
-    mode = "replace"
+    mode = "add"
     if m := re.match(r"^(?:also|add|and|plus|include)(?: the)? (.+)", text):
-        mode, text = "add", m.group(1)
+        text = m.group(1)
+    elif m := re.match(r"^only(?: the)? (.+)", text):
+        mode, text = "replace", m.group(1)
     elif m := re.match(r"^(?:remove|delete|drop|forget|clear)(?: the)? (.+)", text):
         mode, text = "remove", m.group(1)
     structures: list[str] = []

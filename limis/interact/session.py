@@ -1,18 +1,26 @@
 """One interactive session on one image: all state, full undo/redo, edits re-run only the decoder.
 
 The CLI chat, the demo and simulated users all drive this API. Models are shared and state-free;
-everything that changes lives in `SessionState` snapshots, so undo restores exactly.
+every segmentation edit is a `SessionState` snapshot, so undo restores exactly; what is shown
+(plane, slice, window) is a `View` outside the history, so undo never moves the view.
+
+On a volume a query runs the 3D pipeline (detect, then propagate slice to slice) and stores the
+box and mask of every slice; a refinement changes the shown slice only, until the user says
+"apply to all slices". On a single-slice picture everything is per slice.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
-from limis.detect.base import Detection
+from limis.detect.base import Detection, Detector
+from limis.detect.oracle import ManualDetector
 from limis.errors import LimisError
 from limis.imaging.display import Plane, display_slice, insert_display_slice, slice_count
 from limis.imaging.overlap import dice
@@ -21,13 +29,21 @@ from limis.imaging.volume import Volume
 from limis.interact import commands as cmd
 from limis.interact import geometry as geo
 from limis.interact.log import InteractionLog
-from limis.pipeline.grounded import SegmentOptions, detect_structure, expand_box
+from limis.pipeline.grounded import (
+    GroundedPipeline,
+    SegmentOptions,
+    StructureTrace,
+    detect_structure,
+    expand_box,
+    largest_component,
+)
 from limis.pipeline.slices import choose_window, slice_image
 from limis.segment.base import Prompt
 from limis.segment.cache import EmbeddingCache
 from limis.vocab import label_ids
 
 SliceKey = tuple[str, int]  # (plane, index)
+Progress = Callable[[int, int, str], None]  # (slices done, slices to do, structure)
 
 
 @dataclass(frozen=True)
@@ -43,24 +59,48 @@ class ObjectState:
 
 
 @dataclass(frozen=True)
+class SliceEdit:
+    """A refinement made on one slice: what "apply to all slices" repeats on the structure's other slices."""
+
+    structure: str
+    key: SliceKey
+    edit: object
+
+
+@dataclass(frozen=True)
 class SessionState:
-    plane: str
-    index: int
-    window: str | None
+    """The segmentation: structures, the active one and the last slice edit; one snapshot per edit."""
+
     active: str | None = None
     objects: dict[str, ObjectState] = field(default_factory=dict)
     accepted: bool = False
     done: bool = False
+    last_edit: SliceEdit | None = None
+    propagated: bool = False  # this snapshot spread an edit to every slice ("only here" takes it back)
+
+
+@dataclass
+class View:
+    """What is shown; changing it is not an edit (undo leaves it)."""
+
+    plane: str
+    index: int
+    window: str | None
 
 
 @dataclass(frozen=True)
 class Reply:
-    """What a command did: a short sentence for chat/TTS, whether state changed, Dice if known."""
+    """What a command did: a short sentence for chat/TTS, whether anything changed, Dice if known.
+
+    `scope` says what an edit changed: "volume" (structures added, removed, accepted), "slice", "all slices",
+    "slices" (an end grown or trimmed), "undo" or "redo"; None for view changes and refusals (never in the history).
+    """
 
     text: str
     changed: bool
     edit: object | None = None
     dice: float | None = None
+    scope: str | None = None
 
 
 def _with(state: SessionState, **changes) -> SessionState:
@@ -93,16 +133,22 @@ class Session:
         plane: Plane = Plane.AXIAL,
         index: int | None = None,
         window: str | None = None,
+        volumetric: bool | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.volume = volume
         self.cache = cache
         self.detector = detector
         self.reference = reference
         self.log = log
+        self.progress = progress  # the caller's progress display for 3D queries (chat, demo)
+        self.volumetric = sum(s > 1 for s in volume.shape) == 3 if volumetric is None else volumetric
         count = slice_count(volume.shape, plane)
-        start = count // 2 if index is None else index
-        self.history: list[SessionState] = [SessionState(Plane(plane).value, start, window)]
+        self.view = View(Plane(plane).value, count // 2 if index is None else index, window)
+        self.history: list[SessionState] = [SessionState()]
         self.future: list[SessionState] = []
+        self.looked_for: tuple[str, ...] = ()  # the last structures asked for and not found ("it is here" finds them)
+        self._composed: dict[str, tuple[ObjectState, np.ndarray]] = {}  # structure -> (its state, 3D mask of it)
 
     # ---- state access ----
     @property
@@ -111,35 +157,56 @@ class Session:
 
     @property
     def slice_key(self) -> SliceKey:
-        return self.state.plane, self.state.index
+        return self.view.plane, self.view.index
+
+    def image_at(self, key: SliceKey):
+        """The displayed slice `key` = (plane, index) in the view's window."""
+        return slice_image(self.volume, Plane(key[0]), key[1], choose_window(self.volume, self.view.window))
 
     def current_image(self):
-        window = choose_window(self.volume, self.state.window)
-        return slice_image(self.volume, Plane(self.state.plane), self.state.index, window)
+        return self.image_at(self.slice_key)
 
     def mask(self, structure: str | None = None) -> np.ndarray | None:
-        """Boolean mask (display rows, cols) of a structure on the current slice."""
+        """Boolean mask (display rows, cols) of a structure on the current slice; a structure segmented in
+        another plane is shown as the cut through its 3D mask."""
         name = structure or self.state.active
         obj = self.state.objects.get(name) if name else None
-        return obj.masks.get(self.slice_key) if obj else None
+        if obj is None or not obj.masks:
+            return None
+        if self.slice_key in obj.masks:
+            return obj.masks[self.slice_key]
+        if all(plane == self.view.plane for plane, _ in obj.masks):
+            return None
+        view = display_slice(self.structure_volume(name), Plane(self.view.plane), self.view.index)
+        return view if view.any() else None
 
     def box(self, structure: str | None = None) -> Box | None:
         name = structure or self.state.active
         obj = self.state.objects.get(name) if name else None
         return obj.boxes.get(self.slice_key) if obj else None
 
+    def structure_volume(self, structure: str) -> np.ndarray:
+        """Canonical 3D bool mask of one structure (every slice it has in every plane), remembered until it changes."""
+        obj = self.state.objects[structure]
+        known = self._composed.get(structure)
+        if known is not None and known[0] is obj:
+            return known[1]
+        volume = np.zeros(self.volume.shape, dtype=bool)
+        for (plane, index), view in obj.masks.items():
+            insert_display_slice(volume, Plane(plane), index, display_slice(volume, Plane(plane), index) | view)
+        self._composed = {n: v for n, v in self._composed.items() if n in self.state.objects}
+        self._composed[structure] = (obj, volume)
+        return volume
+
     def labelmap(self) -> tuple[np.ndarray, dict[int, str]]:
-        """Canonical 3D labelmap of every mask on every slice, and its label table."""
+        """Canonical 3D labelmap of every mask on every slice (earlier structures keep overlaps), and its label table."""
         labelmap = np.zeros(self.volume.shape, dtype=np.uint16)
         labels = {}
         for name, obj in self.state.objects.items():
             if not obj.masks:
                 continue
             labels[obj.label_id] = name
-            for (plane, index), view in obj.masks.items():
-                current = display_slice(labelmap, Plane(plane), index).copy()
-                current[(view > 0) & (current == 0)] = obj.label_id
-                insert_display_slice(labelmap, Plane(plane), index, current)
+            labelmap[self.structure_volume(name) & (labelmap == 0)] = obj.label_id
         return labelmap, labels
 
     def dice(self, structure: str | None = None) -> float | None:
@@ -148,24 +215,34 @@ class Session:
         if self.reference is None or name is None:
             return None
         labels, names = self.reference
-        ids = label_ids(name, names)
-        truth = np.isin(display_slice(labels, Plane(self.state.plane), self.state.index), ids)
+        truth = np.isin(display_slice(labels, Plane(self.view.plane), self.view.index), label_ids(name, names))
         mask = self.mask(name)
         return dice(np.zeros_like(truth) if mask is None else mask, truth)
+
+    def volume_dice(self, structure: str | None = None) -> float | None:
+        """3D Dice of a structure against the reference, None without one."""
+        name = structure or self.state.active
+        if self.reference is None or name is None:
+            return None
+        labels, names = self.reference
+        truth = np.isin(labels, label_ids(name, names))
+        return dice(self.structure_volume(name) if name in self.state.objects else np.zeros_like(truth), truth)
 
     # ---- the one entry point for language ----
     def apply(self, utterance: str) -> Reply:
         """Parse and carry out one utterance; unknown or ambiguous ones change nothing."""
         started = time.perf_counter()
-        before = self.dice()
+        measure = self.volume_dice if self.volumetric else self.dice
+        before = measure()
         try:
             edit = cmd.parse(utterance)
             reply = self._carry_out(edit)
         except LimisError as refusal:
             reply = Reply(str(refusal), False)
-        after = self.dice()
-        if after is not None and reply.changed:
-            change = f" Dice {before:.2f} -> {after:.2f}." if before is not None else f" Dice {after:.2f}."
+        after = measure()
+        if after is not None and reply.scope is not None:
+            what = "3D Dice" if self.volumetric else "Dice"
+            change = f" {what} {before:.2f} -> {after:.2f}." if before is not None else f" {what} {after:.2f}."
             reply = dataclasses.replace(reply, text=reply.text + change, dice=after)
         self._log(utterance, reply, time.perf_counter() - started)
         return reply
@@ -178,11 +255,12 @@ class Session:
         self.log.write({
             "event": "command", "utterance": utterance, "edit": type(reply.edit).__name__ if reply.edit else None,
             "edit_args": dataclasses.asdict(reply.edit) if dataclasses.is_dataclass(reply.edit) else None,
-            "changed": reply.changed, "reply": reply.text, "seconds": round(seconds, 4),
-            "structure": self.state.active, "plane": self.state.plane, "slice": self.state.index,
+            "changed": reply.changed, "scope": reply.scope, "reply": reply.text, "seconds": round(seconds, 4),
+            "structure": self.state.active, "plane": self.view.plane, "slice": self.view.index,
             "mask_pixels": int(mask.sum()) if mask is not None else 0,
             "mask_area_mm2": float(mask.sum() * row_mm * col_mm) if mask is not None else 0.0,
-            "dice": reply.dice if reply.dice is not None else self.dice(), "image": self.volume.key,
+            "voxels": int(self.structure_volume(self.state.active).sum()) if self.state.active in self.state.objects else 0,
+            "dice": self.dice(), "dice_3d": self.volume_dice() if self.volumetric else None, "image": self.volume.key,
         })
 
     def _push(self, state: SessionState) -> None:
@@ -191,41 +269,51 @@ class Session:
 
     # ---- direct API (the demo's clicks and the tests use these too) ----
     def set_box(self, structure: str, box: Box) -> Reply:
-        """Put a box for a structure on the current slice and segment it."""
+        """Put a box for a structure on the current slice and segment it; on a volume, a structure's first
+        box is propagated through the neighbouring slices as a detector's seed would be."""
         image = self.current_image()
-        state = self._ensure_object(self.state, structure)
-        obj = state.objects[structure]
         box = geo.clip_box(box, image.pixels.shape)
+        state = self._ensure_object(self.state, structure)
+        if self.volumetric and not state.objects[structure].masks:
+            trace = self._trace(structure, detector=ManualDetector({structure: {self.view.index: [box]}}))
+            if trace.found:
+                self._push(self._store_trace(state, structure, trace))
+                return Reply(f"Box set for {_label(structure)} and followed through {self._extent_text(structure)}.",
+                             True, scope="volume")
+        obj = state.objects[structure]
         obj = dataclasses.replace(obj, boxes=_dict_with(obj.boxes, self.slice_key, box),
                                   points=_dict_with(obj.points, self.slice_key, None))
-        self._push(self._segment(_with(_with_object(state, structure, obj), active=structure), structure))
-        return Reply(f"Box set for {_label(structure)}.", True)
+        self._push(self._segment(_with(_with_object(state, structure, obj), active=structure), structure, self.slice_key))
+        return Reply(f"Box set for {_label(structure)}{self._slice_note()}.", True, scope="slice")
 
     def add_point(self, x: float, y: float, positive: bool, structure: str | None = None) -> Reply:
-        name = self._require_active(structure)
-        obj = self.state.objects[name]
-        points = obj.points.get(self.slice_key, ()) + ((float(x), float(y), int(positive)),)
-        obj = dataclasses.replace(obj, points=_dict_with(obj.points, self.slice_key, points))
-        self._push(self._segment(_with_object(self.state, name, obj), name))
-        return Reply(f"{'Included' if positive else 'Excluded'} the point ({x:.0f}, {y:.0f}).", True)
+        """A click on the current slice (positive: include); a first click on a new structure starts it."""
+        name = structure or self.state.active
+        if name is None:
+            raise LimisError("No structure yet: name one first, e.g. 'left kidney'.")
+        state = _with(self._ensure_object(self.state, name), active=name)
+        self._push(self._slice_edit(state, name, self.slice_key, ("point", float(x), float(y), bool(positive))))
+        return Reply(f"{'Included' if positive else 'Excluded'} the point ({x:.0f}, {y:.0f}){self._slice_note()}.",
+                     True, scope="slice")
 
     def undo(self) -> Reply:
         if len(self.history) == 1:
             return Reply("Nothing to undo.", False)
         self.future.append(self.history.pop())
-        return Reply("Undone.", True)
+        return Reply("Undone.", True, scope="undo")
 
     def redo(self) -> Reply:
         if not self.future:
             return Reply("Nothing to redo.", False)
         self.history.append(self.future.pop())
-        return Reply("Redone.", True)
+        return Reply("Redone.", True, scope="redo")
 
     # ---- edits ----
     def _carry_out(self, edit) -> Reply:
         handlers = {
-            cmd.Query: self._query, cmd.ScaleBox: self._scale, cmd.Tighten: self._tighten, cmd.MoveBox: self._move,
-            cmd.MoveEdge: self._edge, cmd.AddPoint: self._point, cmd.Select: self._select,
+            cmd.Query: self._query, cmd.Locate: self._locate, cmd.SliceExtent: self._extent, cmd.Scope: self._scope,
+            cmd.ScaleBox: self._refine, cmd.Tighten: self._refine, cmd.MoveBox: self._refine,
+            cmd.MoveEdge: self._refine, cmd.AddPoint: self._refine, cmd.Select: self._select,
             cmd.Navigate: self._navigate, cmd.SetPlane: self._plane, cmd.SetWindow: self._window,
             cmd.Control: self._control,
         }
@@ -238,43 +326,67 @@ class Session:
             raise LimisError("No structure yet: name one first, e.g. 'left kidney'.")
         return name
 
-    def _require_box(self) -> tuple[str, Box]:
-        name = self._require_active()
-        box = self.box(name)
-        if box is None:
-            raise LimisError(f"{_label(name)} has no box on this slice; name it again or draw a box.")
-        return name, box
-
     def _ensure_object(self, state: SessionState, structure: str) -> SessionState:
         if structure in state.objects:
             return state
         label_id = max((o.label_id for o in state.objects.values()), default=0) + 1
         return _with_object(state, structure, ObjectState(label_id))
 
-    def _segment(self, state: SessionState, name: str) -> SessionState:
-        """Re-run the decoder for one structure on the state's slice (the embedding comes from the cache)."""
-        key = (state.plane, state.index)
+    def _segment(self, state: SessionState, name: str, key: SliceKey) -> SessionState:
+        """Re-run the decoder for one structure on slice `key` (the embedding comes from the cache)."""
         obj = state.objects[name]
         box = obj.boxes.get(key)
         points = obj.points.get(key, ())
         if box is None and not points:
             return _with_object(state, name, dataclasses.replace(obj, masks=_dict_with(obj.masks, key, None)))
-        window = choose_window(self.volume, state.window)
-        image = slice_image(self.volume, Plane(state.plane), state.index, window)
         prompt = Prompt(
             box=box,
             points=np.array([[x, y] for x, y, _ in points], dtype=np.float32).reshape(-1, 2),
             point_labels=np.array([label for _, _, label in points], dtype=np.int64),
         )
-        result = self.cache.segmenter.segment(self.cache.get(image), [prompt])[0]
+        result = self.cache.segmenter.segment(self.cache.get(self.image_at(key)), [prompt])[0]
         return _with_object(state, name, dataclasses.replace(obj, masks=_dict_with(obj.masks, key, result.mask)))
 
-    def _box_edit(self, name: str, box: Box, text: str) -> Reply:
-        obj = self.state.objects[name]
-        obj = dataclasses.replace(obj, boxes=_dict_with(obj.boxes, self.slice_key, box))
-        self._push(self._segment(_with_object(self.state, name, obj), name))
-        return Reply(text, True)
+    # ---- 3D: the pipeline inside the session ----
+    def _trace(self, structure: str, within: range | None = None, detector: Detector | None = None) -> StructureTrace:
+        """The 3D pipeline for one structure in the view's plane, with the session's detector or the one given
+        (a `ManualDetector` holding a box the user drew)."""
+        detector = detector or self.detector
+        if detector is None:
+            raise LimisError("No detector is loaded: draw a box for the structure instead.")
+        window = choose_window(self.volume, self.view.window)
+        options = SegmentOptions(plane=Plane(self.view.plane))
+        return GroundedPipeline(detector, self.cache).trace_structure(self.volume, structure, window, options,
+                                                                      self.progress, within)
 
+    def _store_trace(self, state: SessionState, structure: str, trace: StructureTrace) -> SessionState:
+        """A fresh object from a 3D trace (largest connected component, as `limis segment` keeps), shown on the view."""
+        plane = Plane(self.view.plane)
+        volume = np.zeros(self.volume.shape, dtype=bool)
+        for index, view in trace.masks.items():
+            insert_display_slice(volume, plane, index, view)
+        volume = largest_component(volume)
+        masks = {(plane.value, i): display_slice(volume, plane, i).copy() for i in trace.masks}
+        masks = {key: view for key, view in masks.items() if view.any()}
+        boxes = {(plane.value, i): box for i, box in trace.boxes.items() if (plane.value, i) in masks}
+        state = self._ensure_object(state, structure)  # a structure asked again keeps its label id, nothing else
+        obj = ObjectState(state.objects[structure].label_id, boxes=boxes, masks=masks)
+        state = _with(_with_object(state, structure, obj), active=structure, last_edit=None, propagated=False)
+        if self.slice_key not in masks:  # go where the structure is: its largest slice
+            self.view.index = max(masks, key=lambda key: int(masks[key].sum()))[1]
+        return state
+
+    def _extent_text(self, structure: str, state: SessionState | None = None) -> str:
+        obj = (state or self.state).objects[structure]
+        indices = sorted(i for _, i in obj.masks)
+        volume_ml = float(sum(int(m.sum()) for m in obj.masks.values())) * self.volume.voxel_volume_ml
+        return (f"{self.view.plane} slices {indices[0]}-{indices[-1]} ({volume_ml:.1f} ml); "
+                f"showing slice {self.view.index}")
+
+    def _slice_note(self) -> str:
+        return " (this slice only; say 'apply to all slices' to repeat it on every slice)" if self.volumetric else ""
+
+    # ---- queries ----
     def _query(self, edit: cmd.Query) -> Reply:
         if edit.mode == "remove":
             missing = [s for s in edit.structures if s not in self.state.objects]
@@ -282,90 +394,224 @@ class Session:
                 raise LimisError(f"{', '.join(map(_label, missing))} is not segmented; nothing removed.")
             objects = {n: o for n, o in self.state.objects.items() if n not in edit.structures}
             active = self.state.active if self.state.active in objects else next(iter(objects), None)
-            self._push(_with(self.state, objects=objects, active=active))
-            return Reply(f"Removed {', '.join(map(_label, edit.structures))}.", True)
+            self._push(_with(self.state, objects=objects, active=active, last_edit=None, propagated=False))
+            return Reply(f"Removed {', '.join(map(_label, edit.structures))}.", True, scope="volume")
         if self.detector is None:
             raise LimisError("No detector is loaded: draw a box for the structure instead.")
         state = self.state if edit.mode == "add" else _with(self.state, objects={}, active=None)
-        image = self.current_image()
+        return self._find(state, edit.structures, None)
+
+    def _locate(self, edit: cmd.Locate) -> Reply:
+        """The user vouches for a region: search only there, with the detector's own presence threshold."""
+        structures = edit.structures or self.looked_for or ((self.state.active,) if self.state.active else ())
+        if not structures:
+            raise LimisError("Say which structure is here, e.g. 'the left kidney is here'.")
+        if self.detector is None:
+            raise LimisError("No detector is loaded: draw a box for the structure instead.")
+        count = slice_count(self.volume.shape, Plane(self.view.plane))
+        index = self.view.index
+        if edit.where == "here":
+            within = range(max(0, index - 2), min(count, index + 3))
+        else:
+            if self.view.plane != Plane.AXIAL.value:
+                raise LimisError("'look lower/higher' searches along the body axis: switch to the axial view.")
+            within = range(index + 1, count) if edit.where == "superior" else range(0, index)  # RAS: +k is superior
+            if not within:
+                raise LimisError(f"There are no slices {'above' if edit.where == 'superior' else 'below'} this one.")
+        state = _with(self.state, objects={n: o for n, o in self.state.objects.items() if n not in structures})
+        return self._find(state, structures, within)
+
+    def _find(self, state: SessionState, structures: tuple[str, ...], within: range | None) -> Reply:
         found, missing = [], []
-        for structure, detections in zip(edit.structures, self._detect_each(image, edit.structures)):
-            if not detections:
-                missing.append(structure)
+        for structure in structures:
+            if self.volumetric:
+                trace = self._trace(structure, within)
+                if trace.found:
+                    state = self._store_trace(state, structure, trace)
+                    found.append(structure)
+                    continue
+            elif (detections := self._detect_here(structure, strict=within is None)):
+                state = self._store_slice_detections(state, structure, detections)
+                found.append(structure)
                 continue
-            state = self._ensure_object(state, structure)
-            obj = state.objects[structure]
-            boxes = tuple(d.box for d in detections)
-            obj = dataclasses.replace(
-                obj,
-                boxes=_dict_with(obj.boxes, self.slice_key, boxes[0]),
-                points=_dict_with(obj.points, self.slice_key, None),
-                candidates=_dict_with(obj.candidates, self.slice_key, boxes),
-                choice=_dict_with(obj.choice, self.slice_key, 0),
-            )
-            state = self._segment(_with(_with_object(state, structure, obj), active=structure), structure)
-            found.append(structure)
+            missing.append(structure)
+        self.looked_for = tuple(missing)
         if not found:
-            raise LimisError(f"{', '.join(map(_label, missing))} not found on this slice "
-                             f"({self.state.plane} {self.state.index}); try another slice.")
+            where = ("in this volume" if within is None and self.volumetric else "on this slice" if within is None
+                     else f"{self.view.plane} slices {within.start}-{within.stop - 1}")
+            raise LimisError(f"{', '.join(map(_label, missing))} not found {where}. If you can see it, go to a slice "
+                             "where it is and say 'it is here' (or say 'look lower' / 'look higher'), or draw a box.")
         self._push(state)
-        note = f" Not found here: {', '.join(map(_label, missing))}." if missing else ""
-        return Reply(f"Segmented {', '.join(map(_label, found))} (left/right = patient's side).{note}", True)
+        note = f" Not found: {', '.join(map(_label, missing))} (say 'it is here' on a slice that shows it)." if missing else ""
+        if self.volumetric:
+            extents = "; ".join(f"{_label(s)}: {self._extent_text(s, state)}" for s in found)
+            return Reply(f"Segmented {extents} (left/right = patient's side).{note}", True, scope="volume")
+        return Reply(f"Segmented {', '.join(map(_label, found))} (left/right = patient's side).{note}", True, scope="slice")
 
-    def _detect_each(self, image, structures) -> list[list[Detection]]:
-        return [detect_structure(self.detector, [image], s)[0] for s in structures]
+    def _detect_here(self, structure: str, strict: bool) -> list[Detection]:
+        detections = detect_structure(self.detector, [self.current_image()], structure)[0]
+        return [d for d in detections if d.score >= SegmentOptions().min_detection_score] if strict else detections
 
-    def _scale(self, edit: cmd.ScaleBox) -> Reply:
-        name, box = self._require_box()
-        bigger = edit.factor >= 1
-        percent = abs(edit.factor - 1) * 100
-        text = f"Made the box {'bigger' if bigger else 'smaller'} by {percent:.0f}%."
-        return self._box_edit(name, geo.scale_box(box, edit.factor, self.current_image().pixels.shape), text)
+    def _store_slice_detections(self, state: SessionState, structure: str, detections: list[Detection]) -> SessionState:
+        state = self._ensure_object(state, structure)
+        boxes = tuple(d.box for d in detections)
+        key = self.slice_key
+        obj = dataclasses.replace(
+            state.objects[structure],
+            boxes=_dict_with(state.objects[structure].boxes, key, boxes[0]),
+            points=_dict_with(state.objects[structure].points, key, None),
+            candidates=_dict_with(state.objects[structure].candidates, key, boxes),
+            choice=_dict_with(state.objects[structure].choice, key, 0),
+        )
+        return self._segment(_with(_with_object(state, structure, obj), active=structure, last_edit=None), structure, key)
 
-    def _tighten(self, edit: cmd.Tighten) -> Reply:
-        name, box = self._require_box()
-        mask = self.mask(name)
-        tight = box_from_mask(mask) if mask is not None else None
-        if tight is None:
-            raise LimisError("There is no mask to fit the box to yet.")
-        x0, y0, x1, y1 = tight
-        pad = 0.05 * max(x1 - x0, y1 - y0, 2.0)
-        return self._box_edit(name, geo.clip_box((x0 - pad, y0 - pad, x1 + pad, y1 + pad), mask.shape),
-                              "Fitted the box tightly around the mask.")
+    # ---- refinements on one slice, and their scope ----
+    def _refine(self, edit) -> Reply:
+        name = self._require_active()
+        key = self.slice_key
+        if key not in self.state.objects[name].masks and self.mask(name) is not None:
+            raise LimisError(f"{_label(name)} was segmented in another plane; refine it in that view.")
+        state = self._slice_edit(self.state, name, key, edit)
+        self._push(_with(state, last_edit=SliceEdit(name, key, edit), propagated=False))
+        return Reply(self._edit_text(edit) + self._slice_note() + ".", True, scope="slice")
 
-    def _move(self, edit: cmd.MoveBox) -> Reply:
-        name, box = self._require_box()
-        image = self.current_image()
-        step = geo.screen_step(edit.direction, image.geometry)
-        if step is None:
-            raise LimisError(f"'{edit.direction}' points through this {self.state.plane} slice; "
-                             "use 'next slice' / 'previous slice' to move along it.")
-        moved = geo.move_box(box, step, edit.amount, edit.unit, image.geometry)
-        return self._box_edit(name, moved, f"Moved the box {edit.amount:g} {edit.unit} {_direction_text(edit.direction, step)}.")
+    def _slice_edit(self, state: SessionState, name: str, key: SliceKey, edit) -> SessionState:
+        """One edit on slice `key`: a new box or point there, then the decoder. Raises LimisError when it cannot apply."""
+        obj = state.objects[name]
+        image = self.image_at(key)
+        box, mask = obj.boxes.get(key), obj.masks.get(key)
+        if isinstance(edit, tuple):  # ("point", x, y, positive): a click
+            _, x, y, positive = edit
+            points = obj.points.get(key, ()) + ((x, y, int(positive)),)
+            obj = dataclasses.replace(obj, points=_dict_with(obj.points, key, points))
+        elif isinstance(edit, cmd.AddPoint):
+            reference = box if box is not None else box_from_mask(mask) if mask is not None else None
+            if reference is None:
+                raise LimisError("Point edits need a box or a mask to refer to; name a structure first.")
+            x, y = geo.choose_point(edit.region, edit.positive, reference, mask, image.pixels, image.geometry)
+            points = obj.points.get(key, ()) + ((x, y, int(edit.positive)),)
+            obj = dataclasses.replace(obj, points=_dict_with(obj.points, key, points))
+        else:
+            if box is None:
+                raise LimisError(f"{_label(name)} has no box on this slice; name it again or draw a box.")
+            obj = dataclasses.replace(obj, boxes=_dict_with(obj.boxes, key, self._edited_box(edit, box, mask, image)))
+        return self._segment(_with_object(state, name, obj), name, key)
 
-    def _edge(self, edit: cmd.MoveEdge) -> Reply:
-        name, box = self._require_box()
-        image = self.current_image()
+    def _edited_box(self, edit, box: Box, mask: np.ndarray | None, image) -> Box:
+        shape = image.pixels.shape
+        if isinstance(edit, cmd.ScaleBox):
+            return geo.scale_box(box, edit.factor, shape)
+        if isinstance(edit, cmd.Tighten):
+            tight = box_from_mask(mask) if mask is not None else None
+            if tight is None:
+                raise LimisError("There is no mask to fit the box to yet.")
+            x0, y0, x1, y1 = tight
+            pad = 0.05 * max(x1 - x0, y1 - y0, 2.0)
+            return geo.clip_box((x0 - pad, y0 - pad, x1 + pad, y1 + pad), shape)
+        if isinstance(edit, cmd.MoveBox):
+            step = geo.screen_step(edit.direction, image.geometry)
+            if step is None:
+                raise LimisError(f"'{edit.direction}' points through this {image.geometry.plane.value} slice; "
+                                 "use 'next slice' / 'previous slice' to move along it.")
+            return geo.move_box(box, step, edit.amount, edit.unit, image.geometry)
         step = geo.screen_step({"top": "up", "bottom": "down"}.get(edit.edge, edit.edge), image.geometry)
         if step is None:
             raise LimisError(f"The {edit.edge} edge is not in this slice's plane.")
-        verb = "Extended" if edit.amount_mm > 0 else "Pulled in"
-        return self._box_edit(name, geo.move_edge(box, step, edit.amount_mm, image.geometry),
-                              f"{verb} the {_edge_text(edit.edge, step)} edge by {abs(edit.amount_mm):g} mm.")
+        return geo.move_edge(box, step, edit.amount_mm, image.geometry)
 
-    def _point(self, edit: cmd.AddPoint) -> Reply:
-        name = self._require_active()
-        image = self.current_image()
-        box = self.box(name)
-        mask = self.mask(name)
-        if box is None:
-            box = box_from_mask(mask) if mask is not None else None
-        if box is None:
-            raise LimisError("Point edits need a box or a mask to refer to; name a structure first.")
-        x, y = geo.choose_point(edit.region, edit.positive, box, mask, image.pixels, image.geometry)
-        self.add_point(x, y, edit.positive, name)
+    def _edit_text(self, edit) -> str:
+        geometry = self.current_image().geometry
+        if isinstance(edit, cmd.ScaleBox):
+            return f"Made the box {'bigger' if edit.factor >= 1 else 'smaller'} by {abs(edit.factor - 1) * 100:.0f}%"
+        if isinstance(edit, cmd.Tighten):
+            return "Fitted the box tightly around the mask"
+        if isinstance(edit, cmd.MoveBox):
+            step = geo.screen_step(edit.direction, geometry)
+            return f"Moved the box {edit.amount:g} {edit.unit} {_direction_text(edit.direction, step)}"
+        if isinstance(edit, cmd.MoveEdge):
+            step = geo.screen_step({"top": "up", "bottom": "down"}.get(edit.edge, edit.edge), geometry)
+            verb = "Extended" if edit.amount_mm > 0 else "Pulled in"
+            return f"{verb} the {_edge_text(edit.edge, step)} edge by {abs(edit.amount_mm):g} mm"
+        x, y = self.state.objects[self.state.active].points[self.slice_key][-1][:2]
         where = " ".join(edit.region) or "centre"
-        return Reply(f"{'Included' if edit.positive else 'Excluded'} the {where} part (point at x={x:.0f}, y={y:.0f}).", True)
+        return f"{'Included' if edit.positive else 'Excluded'} the {where} part (point at x={x:.0f}, y={y:.0f})"
+
+    def _scope(self, edit: cmd.Scope) -> Reply:
+        if edit.which == "here":
+            if not self.state.propagated:
+                return Reply("The last change already applies to its slice only.", False)
+            self.history.pop()  # the propagation; its slice edit stays
+            self.future.clear()
+            return Reply(f"Kept the change on {self.view.plane} slice {self.state.last_edit.key[1]} only.", True,
+                         scope="slice")
+        last = self.state.last_edit
+        if last is None or last.structure not in self.state.objects:
+            raise LimisError("There is no slice edit to repeat: refine one slice first (e.g. 'bigger'), then say "
+                             "'apply to all slices'.")
+        state = self.state
+        keys = sorted(k for k in state.objects[last.structure].masks if k[0] == last.key[0] and k != last.key)
+        changed = 0
+        for key in keys:
+            try:
+                state = self._slice_edit(state, last.structure, key, last.edit)
+                changed += 1
+            except LimisError:  # e.g. no box on that slice: it keeps its mask
+                continue
+        if not changed:
+            raise LimisError(f"{_label(last.structure)} has no other slices to apply that to.")
+        self._push(_with(state, propagated=True))
+        return Reply(f"Applied it to {changed} more slices of {_label(last.structure)} (say 'only here' or 'undo' to "
+                     "take that back).", True, scope="all slices")
+
+    def _extent(self, edit: cmd.SliceExtent) -> Reply:
+        """Grow a structure past its end slice along the body axis (mask box carried slice to slice), or trim it."""
+        name = self._require_active()
+        if not self.volumetric or self.view.plane != Plane.AXIAL.value:
+            raise LimisError("Growing or trimming along the body axis needs the axial view of a volume; on one slice "
+                             "use 'extend the top edge' or 'include the lower part'.")
+        obj = self.state.objects[name]
+        indices = sorted(i for plane, i in obj.masks if plane == self.view.plane)
+        if not indices:
+            raise LimisError(f"{_label(name)} has no axial slices yet.")
+        step = 1 if edit.direction == "superior" else -1  # canonical RAS: the axial index grows superiorly
+        thickness = self.volume.spacing[2]
+        count = (max(1, int(round(abs(edit.amount)))) if edit.unit == "slices"
+                 else max(1, math.ceil(abs(edit.amount) / thickness - 1e-6)))
+        end = indices[-1] if step == 1 else indices[0]
+        word = "up" if step == 1 else "down"
+        if edit.amount < 0:
+            kept = indices[:-count] if step == 1 else indices[count:]
+            if not kept:
+                raise LimisError(f"Trimming {count} slices would remove all of {_label(name)}; say 'remove {_label(name)}'.")
+            dropped = set(indices) - set(kept)
+            obj = dataclasses.replace(obj, masks={k: v for k, v in obj.masks.items() if k[1] not in dropped},
+                                      boxes={k: v for k, v in obj.boxes.items() if k[1] not in dropped},
+                                      points={k: v for k, v in obj.points.items() if k[1] not in dropped})
+            self.view.index = kept[-1] if step == 1 else kept[0]
+            self._push(_with(_with_object(self.state, name, obj), last_edit=None, propagated=False))
+            return Reply(f"Trimmed {len(dropped)} slices from the {'top' if step == 1 else 'bottom'} of {_label(name)}; "
+                         f"showing slice {self.view.index}.", True, scope="slices")
+        state, previous, added = self.state, obj.masks[(self.view.plane, end)], 0
+        total = slice_count(self.volume.shape, Plane.AXIAL)
+        for index in range(end + step, end + step * (count + 1), step):
+            if not 0 <= index < total:
+                break
+            key = (self.view.plane, index)
+            box = expand_box(box_from_mask(previous), SegmentOptions().propagation_margin, previous.shape)
+            grown = dataclasses.replace(state.objects[name], boxes=_dict_with(state.objects[name].boxes, key, box),
+                                        points=_dict_with(state.objects[name].points, key, None))
+            state = self._segment(_with_object(state, name, grown), name, key)
+            previous = state.objects[name].masks[key]
+            if not previous.any():
+                obj = state.objects[name]
+                state = _with_object(state, name, dataclasses.replace(
+                    obj, masks=_dict_with(obj.masks, key, None), boxes=_dict_with(obj.boxes, key, None)))
+                break
+            added, self.view.index = added + 1, index
+        if not added:
+            raise LimisError(f"Nothing of {_label(name)} continues {word} from slice {end}.")
+        self._push(_with(state, last_edit=None, propagated=False))
+        return Reply(f"Extended {_label(name)} {added} slices {word} (to slice {self.view.index}).", True, scope="slices")
 
     def _select(self, edit: cmd.Select) -> Reply:
         name = self._require_active()
@@ -387,8 +633,8 @@ class Session:
             raise LimisError(f"There are only {len(candidates)} candidates.")
         obj = dataclasses.replace(obj, choice=_dict_with(obj.choice, self.slice_key, chosen),
                                   boxes=_dict_with(obj.boxes, self.slice_key, candidates[chosen]))
-        self._push(self._segment(_with_object(self.state, name, obj), name))
-        return Reply(f"Switched to candidate {chosen + 1} of {len(candidates)}.", True)
+        self._push(self._segment(_with_object(self.state, name, obj), name, self.slice_key))
+        return Reply(f"Switched to candidate {chosen + 1} of {len(candidates)}.", True, scope="slice")
 
     def _other_side(self, name: str) -> Reply:
         from limis import vocab
@@ -399,43 +645,46 @@ class Session:
         reply = self._query(cmd.Query((other,), "add"))
         objects = {n: o for n, o in self.state.objects.items() if n != name}
         self.history[-1] = _with(self.state, objects=objects, active=other)
-        return dataclasses.replace(reply, text=f"Switched to the other side: {_label(other)} (patient's side).")
+        return dataclasses.replace(reply, text=f"Switched to the other side: {_label(other)} (patient's side). {reply.text}")
 
+    # ---- the view (not edits: undo leaves it) ----
     def _navigate(self, edit: cmd.Navigate) -> Reply:
-        count = slice_count(self.volume.shape, Plane(self.state.plane))
-        target = self.state.index + edit.value if edit.kind == "relative" else edit.value
+        count = slice_count(self.volume.shape, Plane(self.view.plane))
+        target = self.view.index + edit.value if edit.kind == "relative" else edit.value
         if not 0 <= target < count:
-            raise LimisError(f"Slice {target} is outside 0..{count - 1} of the {self.state.plane} view.")
-        state = _with(self.state, index=target)
-        state = self._carry_to(state)
-        self._push(state)
-        return Reply(f"Now on {self.state.plane} slice {target} of {count - 1}.", True)
+            raise LimisError(f"Slice {target} is outside 0..{count - 1} of the {self.view.plane} view.")
+        carried = None if self.volumetric else self._carried_to((self.view.plane, target))
+        self.view.index = target
+        if carried is not None:
+            self._push(carried)
+        return Reply(f"Now on {self.view.plane} slice {target} of {count - 1}.", True,
+                     scope="slice" if carried is not None else None)
 
-    def _carry_to(self, state: SessionState) -> SessionState:
-        """Propagate the active structure's mask box from the slice we left to the new one."""
-        name = state.active
+    def _carried_to(self, new_key: SliceKey) -> SessionState | None:
+        """Per-slice sessions: the active structure's mask box carried from the slice we leave to `new_key`."""
+        name = self.state.active
         if name is None:
-            return state
-        obj = state.objects[name]
-        new_key, old_key = (state.plane, state.index), self.slice_key
+            return None
+        obj = self.state.objects[name]
+        old_key = self.slice_key
         if new_key in obj.masks or old_key not in obj.masks:
-            return state
+            return None
         box = box_from_mask(obj.masks[old_key])
         if box is None:
-            return state
+            return None
         carried = expand_box(box, SegmentOptions().propagation_margin, obj.masks[old_key].shape)  # as the 3D pipeline does
         obj = dataclasses.replace(obj, boxes=_dict_with(obj.boxes, new_key, carried))
-        return self._segment(_with_object(state, name, obj), name)
+        return self._segment(_with_object(self.state, name, obj), name, new_key)
 
     def _plane(self, edit: cmd.SetPlane) -> Reply:
         count = slice_count(self.volume.shape, Plane(edit.plane))
-        self._push(_with(self.state, plane=edit.plane, index=count // 2))
+        self.view.plane, self.view.index = edit.plane, count // 2
         return Reply(f"Showing the {edit.plane} view, slice {count // 2}.", True)
 
     def _window(self, edit: cmd.SetWindow) -> Reply:
         if self.volume.modality != "CT":
             raise LimisError(f"CT windows do not apply to this {self.volume.modality} image.")
-        self._push(_with(self.state, window=edit.name))
+        self.view.window = edit.name
         return Reply(f"Using the {edit.name} window.", True)
 
     def _control(self, edit: cmd.Control) -> Reply:
@@ -443,19 +692,20 @@ class Session:
             return self.undo()
         if edit.action == "redo":
             return self.redo()
+        if edit.action == "help":
+            return Reply(f"I understand {cmd.UNDERSTOOD}. Left and right always mean the patient's side.", False)
         if edit.action == "reset":
-            self._push(_with(self.state, objects={}, active=None, accepted=False, done=False))
-            return Reply("Cleared every structure (say 'undo' to bring them back).", True)
+            self._push(_with(self.state, objects={}, active=None, accepted=False, done=False, last_edit=None,
+                             propagated=False))
+            return Reply("Cleared every structure (say 'undo' to bring them back).", True, scope="volume")
         if edit.action == "accept":
             self._require_active()
             self._push(_with(self.state, accepted=True))
-            return Reply(f"Accepted {_label(self.state.active)}.", True)
-        if edit.action == "help":
-            return Reply(f"I understand {cmd.UNDERSTOOD}. Left and right always mean the patient's side.", False)
+            return Reply(f"Accepted {_label(self.state.active)}.", True, scope="volume")
         self._push(_with(self.state, accepted=True, done=True))
         if not any(obj.masks for obj in self.state.objects.values()):
-            return Reply("Done: nothing is segmented, so there is nothing to save.", True)
-        return Reply("Done: the segmentation is ready to save.", True)
+            return Reply("Done: nothing is segmented, so there is nothing to save.", True, scope="volume")
+        return Reply("Done: the segmentation is ready to save.", True, scope="volume")
 
 
 def _label(name: str | None) -> str:

@@ -51,6 +51,19 @@ class StructureResult:
         return self.voxels > 0
 
 
+@dataclass(frozen=True)
+class StructureTrace:
+    """One structure through the volume: per display slice (of `options.plane`) the box prompted and its mask."""
+
+    boxes: dict[int, Box]
+    masks: dict[int, np.ndarray]  # (rows, cols) bool per slice index
+    score: float  # best seed's detector score; 0 when not found
+
+    @property
+    def found(self) -> bool:
+        return bool(self.masks)
+
+
 @dataclass
 class VolumeSegmentation:
     """A canonical labelmap with its label table and per-structure results."""
@@ -100,29 +113,46 @@ class GroundedPipeline:
         self, volume: Volume, structure: str, window: Window, options: SegmentOptions, progress: Progress | None = None
     ) -> tuple[np.ndarray, float]:
         """Boolean canonical mask of one structure and the best detector score (0 if not found)."""
-        plane = Plane(options.plane)
+        trace = self.trace_structure(volume, structure, window, options, progress)
         mask = np.zeros(volume.shape, dtype=bool)
-        seeds = self._find_seeds(volume, structure, window, options)
-        if not seeds:
-            return mask, 0.0
-        slice_masks = self._propagate(volume, seeds, window, options, progress, structure)
-        for index, view in slice_masks.items():
-            insert_display_slice(mask, plane, index, view)
-        return mask, max(d.score for d in seeds.values())
+        for index, view in trace.masks.items():
+            insert_display_slice(mask, Plane(options.plane), index, view)
+        return mask, trace.score
 
-    def _find_seeds(self, volume: Volume, structure: str, window: Window, options: SegmentOptions) -> dict[int, Detection]:
+    def trace_structure(
+        self, volume: Volume, structure: str, window: Window, options: SegmentOptions,
+        progress: Progress | None = None, within: range | None = None,
+    ) -> StructureTrace:
+        """Find a structure's seeds (only among slices `within` when given), then propagate from them.
+
+        Seeds found inside `within` need only the detector's own presence threshold: the caller (a
+        user saying "it is here") vouches for the region, so the pipeline's stricter seed score is waived.
+        """
+        seeds = self._find_seeds(volume, structure, window, options, within)
+        if not seeds:
+            return StructureTrace({}, {}, 0.0)
+        boxes, masks = self._propagate(volume, seeds, window, options, progress, structure)
+        return StructureTrace(boxes, masks, max(d.score for d in seeds.values()))
+
+    def _find_seeds(self, volume: Volume, structure: str, window: Window, options: SegmentOptions,
+                    within: range | None = None) -> dict[int, Detection]:
         """Best detection of the structure per examined slice."""
         plane = Plane(options.plane)
         known = self.detector.candidate_slices(structure, slice_axis(plane))
         if known is not None:  # oracle / manual: look exactly where the boxes are
             indices = known.tolist()
+        elif within is not None:
+            indices = list(within)
         else:
             indices = list(range(0, slice_count(volume.shape, plane), max(1, options.detect_stride)))
+        if within is not None:
+            indices = [i for i in indices if i in within]
         images = [slice_image(volume, plane, i, window) for i in indices]
         found = detect_structure(self.detector, images, structure)
+        min_score = 0.0 if within is not None else options.min_detection_score
         seeds = {}
         for image, detections in zip(images, found):
-            good = [d for d in detections if d.score >= options.min_detection_score]
+            good = [d for d in detections if d.score >= min_score]
             if good:
                 seeds[image.geometry.index] = max(good, key=lambda d: d.score)
         if known is None:
@@ -137,8 +167,8 @@ class GroundedPipeline:
         options: SegmentOptions,
         progress: Progress | None,
         structure: str,
-    ) -> dict[int, np.ndarray]:
-        """Segment from the best seed outward; seeds re-anchor the box, gaps reuse the last mask's box."""
+    ) -> tuple[dict[int, Box], dict[int, np.ndarray]]:
+        """Boxes and masks per slice, from the best seed outward; seeds re-anchor the box, gaps reuse the last mask's box."""
         plane = Plane(options.plane)
         count = slice_count(volume.shape, plane)
         every_slice_seeded = self.detector.traits.dense_boxes
@@ -149,6 +179,7 @@ class GroundedPipeline:
         embeddings = dict(zip(images, self.cache.get_many(list(images.values()))))
         start = max(seeds, key=lambda i: (seeds[i].score, _area(seeds[i].box)))
         masks: dict[int, np.ndarray] = {}
+        boxes: dict[int, Box] = {}
         total, done = last - first + 1, 0
         for step in (1, -1):
             previous: np.ndarray | None = None
@@ -162,27 +193,27 @@ class GroundedPipeline:
                 if box is None:
                     break
                 rounds = options.refine_coarse_boxes if index in seeds and self.detector.traits.coarse_boxes else 0
-                result = self._segment_box(embeddings[index], box, rounds)
+                box, result = self._segment_box(embeddings[index], box, rounds)
                 done += 1
                 if progress:
                     progress(done, total, structure)
                 too_small = result.mask.sum() < options.min_mask_pixels
                 if not every_slice_seeded and (too_small or (index not in seeds and result.score < options.min_quality)):
                     break
-                masks[index] = result.mask
+                masks[index], boxes[index] = result.mask, box
                 previous = result.mask
                 index += step
-        return masks
+        return boxes, masks
 
-    def _segment_box(self, embedding, box: Box, refine_rounds: int = 0) -> SegmentResult:
-        """Mask for a box; each refine round grows the sides the mask runs into (a box drawn too small)."""
+    def _segment_box(self, embedding, box: Box, refine_rounds: int = 0) -> tuple[Box, SegmentResult]:
+        """The box finally prompted and its mask; each refine round grows the sides the mask runs into (a box drawn too small)."""
         result = self.segmenter.segment(embedding, [Prompt(box=box)])[0]
         for _ in range(refine_rounds):
             grown = grow_touched_sides(box, result.mask)
             if grown == box:
                 break
             box, result = grown, self.segmenter.segment(embedding, [Prompt(box=grown)])[0]
-        return result
+        return box, result
 
     def _summary(
         self, volume: Volume, structure: str, label_id: int, mask: np.ndarray, score: float, plane: Plane
