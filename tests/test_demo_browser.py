@@ -87,6 +87,7 @@ def draw_box_over_spleen(page, image_path: Path) -> None:
 def test_browser_example_upload_query_shows_the_overlay(tmp_path, litemedsam, embedding_cache_dir):
     from playwright.sync_api import expect, sync_playwright
 
+    from limis.imaging import load_image
     from limis.imaging.export import label_color
     from limis.imaging.phantom import make_phantom
 
@@ -117,6 +118,15 @@ def test_browser_example_upload_query_shows_the_overlay(tmp_path, litemedsam, em
         query.press("Enter")
         expect(page.locator("#limis-legend [data-structure='kidney_left']")).to_be_visible(timeout=TIMEOUT_MS)
         expect(status).to_contain_text("Segmented Left kidney", timeout=TIMEOUT_MS)
+        # the slider follows the arrow keys (image and number together), back to the middle slice for the box
+        slider = page.locator("#limis-slice input[type=range]")
+        current, middle = int(slider.input_value()), load_image(case["image"]).shape[2] // 2
+        slider.focus()
+        slider.press("ArrowRight")
+        expect(status).to_contain_text(f"Now on axial slice {current + 1} ", timeout=TIMEOUT_MS)
+        for _ in range(abs(middle - current - 1)):
+            slider.press("ArrowLeft" if middle < current + 1 else "ArrowRight")
+        expect(status).to_contain_text(f"Now on axial slice {middle} ", timeout=TIMEOUT_MS)
         page.wait_for_function("() => { const i = document.querySelector('#limis-view img');"
                                " return i && i.complete && i.naturalWidth > 0; }")
         draw_box_over_spleen(page, case["image"])

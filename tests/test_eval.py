@@ -125,20 +125,101 @@ def test_accuracy_oracle_box_on_shared_ct(tmp_path: Path, litemedsam, embedding_
     assert len(json.loads((folder / "run.json").read_text())["weights_sha256"]["litemedsam"]) == 64
 
 
-@pytest.mark.slow
-def test_interaction_language_user_raises_dice_and_clicks_run(tmp_path: Path, litemedsam,
-                                                              embedding_cache_dir: Path) -> None:
+def _one_case(case_id: str):
     manifest = load_manifest(TOTALSEG_MANIFEST)
-    subset = type(manifest)(manifest.name, manifest.format, manifest.modality, manifest.path, manifest.label_names,
-                            tuple(c for c in manifest.cases if c.case_id == "example_ct"))
-    summary = run_interaction(subset, "test", ["kidney_left", "spleen"], tmp_path,
-                              litemedsam, turns=4, cache_dir=embedding_cache_dir)
-    print(json.dumps(summary, indent=1))
-    language = summary["language"]["mean_dice_per_turn"]
-    assert language[-1] > language[0] and language[-1] >= 0.85
-    assert summary["language"]["fail_85_at_k"] == 0.0 and summary["language"]["noi_85"] >= 0
-    assert len(summary["clicks"]["mean_dice_per_turn"]) == 5
-    assert (tmp_path / "summary.md").exists() and (tmp_path / "dice_per_turn.png").exists()
+    return type(manifest)(manifest.name, manifest.format, manifest.modality, manifest.path, manifest.label_names,
+                          tuple(c for c in manifest.cases if c.case_id == case_id))
+
+
+@pytest.mark.slow
+def test_interaction_in_3d_from_the_text_detector(tmp_path: Path, litemedsam, embedding_cache_dir: Path) -> None:
+    """The shipped text detector starts every run; three users, K turns, metrics and plots on disk."""
+    from limis.pipeline.models import ModelOptions
+
+    models = ModelOptions(cache_dir=embedding_cache_dir)
+    summary = run_interaction(_one_case("example_ct"), "test", ["kidney_left", "stomach"], tmp_path, litemedsam,
+                              models.build_detector, turns=3, cache_dir=embedding_cache_dir)
+    print(json.dumps({u: e["all"]["dice_per_turn"] for u, e in summary.items()}, indent=1))
+    assert set(summary) == {"language", "clicks", "boxes"}
+    starts = {user: entry["all"]["dice_per_turn"][0]["mean"] for user, entry in summary.items()}
+    assert len(set(starts.values())) == 1  # one start (the text query's answer) for every user
+    for entry in summary.values():
+        block = entry["all"]
+        assert len(block["dice_per_turn"]) == 4 and block["runs"] == 2
+        assert 0 <= block["noi_85"]["mean"] <= 4 and 0.0 <= block["fail_90_at_k"] <= 1.0
+        assert block["dice_per_turn"][-1]["mean"] >= block["dice_per_turn"][0]["mean"] - 0.01
+    assert summary["language"]["kidney_left"]["dice_per_turn"][0]["mean"] >= 0.85
+    for name in ("turns.csv", "summary.md", "summary.json", "dice_per_turn.png", "dice_per_turn_kidney_left.png"):
+        assert (tmp_path / name).exists(), name
+
+
+def test_the_session_under_test_gets_only_words_clicks_and_boxes(tmp_path: Path, box_segmenter, monkeypatch,
+                                                                 totalseg_dir: Path, total_names) -> None:
+    """No mask, box or Dice of the reference flows into the session: it is built without one, and every call
+    into it is a string (words), a click (floats and a flag) or a box drawn by the box user."""
+    from limis.detect.oracle import OracleDetector
+    from limis.imaging.align import load_labelmap_on
+    from limis.interact import session as session_module
+
+    class Offset(OracleDetector):
+        """A text detector stand-in: boxes 4 px off the reference, found by search (not told where)."""
+
+        def candidate_slices(self, structure, plane_axis):
+            return None
+
+        def detect(self, image, structures):
+            return [type(d)(d.structure, tuple(v + 4.0 for v in d.box), 0.9, d.phrase)
+                    for d in super().detect(image, structures)]
+
+    calls, sessions = [], []
+    real_init = session_module.Session.__init__
+
+    def spy(name):
+        real = getattr(session_module.Session, name)
+
+        def recorded(self, *args, **kwargs):
+            calls.append((name, args, kwargs))
+            return real(self, *args, **kwargs)
+
+        return recorded
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        sessions.append(self)
+
+    monkeypatch.setattr(session_module.Session, "__init__", init)
+    for name in ("apply", "add_point", "set_box"):
+        monkeypatch.setattr(session_module.Session, name, spy(name))
+    summary = run_interaction(_one_case("example_ct_sm"), "test", ["kidney_left"], tmp_path, box_segmenter,
+                              lambda volume, cache: Offset(load_labelmap_on(volume, totalseg_dir / "example_seg.nii.gz"),
+                                                           total_names), turns=4)
+    assert sessions and all(s.reference is None for s in sessions)
+    kinds = {name for name, _, _ in calls}
+    assert kinds == {"apply", "add_point", "set_box"}
+    for name, args, kwargs in calls:
+        values = [*args, *kwargs.values()]
+        assert not any(isinstance(v, np.ndarray) for v in values), (name, args)
+        if name == "apply":
+            assert len(values) == 1 and isinstance(values[0], str)
+        elif name == "add_point":
+            assert all(isinstance(v, (float, bool, str)) for v in values)
+        else:
+            assert isinstance(values[0], str) and len(values[1]) == 4 and all(isinstance(v, float) for v in values[1])
+    language = summary["language"]["all"]["dice_per_turn"]
+    assert language[-1]["mean"] > language[0]["mean"]  # words fixed the 4-pixel offset
+
+
+def test_interaction_metrics() -> None:
+    from limis.eval.interaction import dice_auc, summarise, turns_to_reach
+
+    assert turns_to_reach(np.array([0.5, 0.86, 0.95]), 0.85) == 1 and turns_to_reach(np.array([0.5, 0.6]), 0.85) == 2
+    assert turns_to_reach(np.array([0.9, 0.9]), 0.85) == 0
+    assert dice_auc(np.array([0.0, 1.0, 1.0])) == pytest.approx(0.75) and dice_auc(np.array([0.8])) == 0.8
+    rows = [{"user": "language", "case": p, "patient": p, "structure": "liver", "turn": t, "action": "", "dice": d,
+             "seconds": 0.1} for p, curve in (("a", [0.5, 0.9]), ("b", [0.7, 0.8])) for t, d in enumerate(curve)]
+    block = summarise(rows, turns=1)["language"]["all"]
+    assert block["noi_90"]["mean"] == pytest.approx(1.5) and block["fail_90_at_k"] == 0.5
+    assert block["dice_per_turn"][1]["mean"] == pytest.approx(0.85) and block["patients"] == 2
 
 
 @pytest.mark.parametrize("config", sorted((REPO / "evaluation" / "datasets" / "public").glob("*.yaml")),

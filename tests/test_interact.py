@@ -277,6 +277,38 @@ def test_chat_cli_through_a_pipe(tmp_path: Path) -> None:
     assert len(log.read_text().splitlines()) == 6
 
 
+@pytest.mark.slow
+def test_chat_on_the_shared_ct_segments_refines_and_undoes_in_3d(tmp_path: Path, totalseg_dir: Path, total_names,
+                                                                 embedding_cache_dir: Path) -> None:
+    """`limis chat` with the text detector: 'left kidney' is a 3D mask (Dice >= 0.85); 'bigger' + 'apply to all
+    slices' reach every slice; two undos give back exactly the first mask."""
+    import nibabel as nib
+
+    def chat(name: str, commands: list[str]) -> tuple[np.ndarray, str]:
+        out = tmp_path / f"{name}.nii.gz"
+        done = subprocess.run(
+            [sys.executable, "-c", "from limis.cli import entry; entry()", "chat", str(totalseg_dir / "example_ct.nii.gz"),
+             "-o", str(out), "--cache-dir", str(embedding_cache_dir)],
+            input="\n".join([*commands, "done", ""]), capture_output=True, text=True, timeout=900,
+        )
+        assert done.returncode == 0, done.stderr
+        table = json.loads(out.with_suffix("").with_suffix(".json").read_text())
+        label_id = next(row["id"] for row in table["labels"] if row["name"] == "kidney_left")
+        return np.asarray(nib.load(str(out)).dataobj) == label_id, done.stdout
+
+    kidney_id = next(i for i, n in total_names.items() if n == "kidney_left")
+    truth = np.asarray(nib.load(str(totalseg_dir / "example_seg_fast_force_split.nii.gz")).dataobj) == kidney_id
+    first, said = chat("first", ["left kidney"])
+    slices = np.flatnonzero(first.any(axis=(0, 1)))
+    assert "Segmented Left kidney: axial slices" in said and len(slices) > 15
+    assert 2 * (first & truth).sum() / (first.sum() + truth.sum()) >= 0.85
+    spread, said = chat("spread", ["left kidney", "bigger", "apply to all slices"])
+    assert f"Applied it to {len(slices) - 1} more slices" in said
+    assert sum((spread[:, :, z] != first[:, :, z]).any() for z in slices) > len(slices) // 2
+    undone, _ = chat("undone", ["left kidney", "bigger", "apply to all slices", "undo", "undo"])
+    np.testing.assert_array_equal(undone, first)
+
+
 @pytest.mark.parametrize("words", ["help", "what can I say?", "commands"])
 def test_help_answers_with_the_grammar_and_changes_nothing(words: str, tmp_path: Path, box_segmenter) -> None:
     from limis.imaging.phantom import make_phantom

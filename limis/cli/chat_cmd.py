@@ -64,12 +64,15 @@ def chat(
     models = ModelOptions(segmenter, weights, runtime, detector, detector_weights, device, cache_dir)
     cache = models.build_cache()
     found_detector = models.build_detector(volume, cache, labels, label_map)
+    interactive = sys.stdin.isatty()
     session = Session(volume, cache,
                       detector=found_detector, reference=reference,
-                      log=InteractionLog(log, participant=participant) if log else None, index=slice_index)
-    console.print(f"[bold]LIMIS chat[/] on {image.name}: {session.view.plane} slice {session.view.index}. "
-                  "Left/right mean the patient's side. Type 'done' to save, Ctrl-D to quit.")
-    interactive = sys.stdin.isatty()
+                      log=InteractionLog(log, participant=participant) if log else None, index=slice_index,
+                      progress=_progress_line if interactive else None)
+    scope = "through the volume" if session.volumetric else "on this image"
+    console.print(f"[bold]LIMIS chat[/] on {image.name}: {session.view.plane} slice {session.view.index}. A structure "
+                  f"you name is segmented {scope}; 'help' lists what you can say. Left/right mean the patient's side. "
+                  "Type 'done' to save, Ctrl-D to quit.")
     while not session.state.done:
         if interactive:
             console.print("[cyan]>[/] ", end="")
@@ -79,6 +82,8 @@ def chat(
         if not line.strip():
             continue
         reply = session.apply(line.strip())
+        if interactive:
+            console.print(" " * 60, end="\r")  # clear the progress line
         console.print(("[green]" if reply.changed else "[yellow]") + reply.text + "[/]", highlight=False)
     labelmap, names = session.labelmap()
     if session.state.done and names:
@@ -93,3 +98,10 @@ def chat(
         console.print("[yellow]nothing segmented: no mask written.[/]")
     else:
         console.print("[yellow]ended without 'done': nothing written.[/]")
+
+
+def _progress_line(done: int, total: int, structure: str) -> None:
+    """One overwritten line while a 3D query decodes its slices."""
+    from limis.vocab import display_name
+
+    console.print(f"  {display_name(structure)}: slice {done} of {total}", end="\r", highlight=False)

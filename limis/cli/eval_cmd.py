@@ -57,28 +57,38 @@ def accuracy(
     console.print(f"wrote {out / mode}")
 
 
-@eval_app.command("interaction", epilog="Example: limis eval interaction --dataset evaluation/datasets/totalseg_example.yaml "
-                  "-s kidney_left --turns 8 --out runs/interaction")
+@eval_app.command("interaction", epilog="Example: limis eval interaction --dataset evaluation/datasets/btcv_abdomen_ct.yaml "
+                  "--split fold0 -s liver -s kidney_left --detector-weights heads/fold0/calibrated.safetensors --out runs/int")
 def interaction(
     dataset: Path = typer.Option(..., "--dataset"),
     split: str = typer.Option("test", "--split"),
     structures: list[str] = typer.Option(None, "-s", "--structure"),
-    turns: int = typer.Option(8, "--turns", help="K: interactions per run."),
-    start: str = typer.Option("poor", "--start",
-                              help="poor (box 40% too large, 20 mm toward the patient's right) | oracle (true box)."),
+    turns: int = typer.Option(10, "--turns", help="K: interactions per run after the text query."),
+    stop_dice: float = typer.Option(0.9, "--stop-dice", help="A user accepts the mask once its 3D Dice reaches this."),
+    users: str = typer.Option("language,clicks,boxes", "--users", help="Simulated users, comma-separated."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the users' noise (step sizes, wrong words, box jitter)."),
     out: Path = typer.Option(Path("runs/interaction"), "--out"),
+    detector: DetectorOption = DEFAULTS.detector,
+    detector_weights: DetectorWeightsOption = DEFAULTS.detector_weights,
     segmenter: SegmenterOption = DEFAULTS.segmenter,
     weights: WeightsOption = DEFAULTS.weights,
     runtime: RuntimeOption = DEFAULTS.runtime,
     device: DeviceOption = DEFAULTS.device,
     cache_dir: CacheDirOption = DEFAULTS.cache_dir,
 ) -> None:
-    """Simulated language user vs click baseline: Dice per turn, NoI@85/90, failures at K, time per turn."""
+    """Language vs clicks vs boxes in 3D from the text detector's answer: Dice per turn, NoI@85/90, fail@K, AUC."""
+    from limis.errors import LimisError
     from limis.eval.datasets import load_manifest
     from limis.eval.interaction import run_interaction
-    models = ModelOptions(segmenter, weights, runtime, device=device, cache_dir=cache_dir)
-    summary = run_interaction(load_manifest(dataset), split, structures or None, out,
-                              models.build_segmenter(), turns, start, cache_dir=cache_dir)
+    from limis.eval.robots import USERS
+
+    chosen = tuple(u.strip() for u in users.split(",") if u.strip())
+    unknown = [u for u in chosen if u not in USERS]
+    if unknown or not chosen:
+        raise LimisError(f"unknown --users {', '.join(unknown) or '(none)'}; choose from: {', '.join(USERS)}.")
+    models = ModelOptions(segmenter, weights, runtime, detector, detector_weights, device, cache_dir)
+    summary = run_interaction(load_manifest(dataset), split, structures or None, out, models.build_segmenter(),
+                              models.build_detector, turns, stop_dice, cache_dir, chosen, seed)
     console.print((out / "summary.md").read_text() if summary else "no runs.")
 
 

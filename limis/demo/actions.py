@@ -20,6 +20,7 @@ from limis.errors import LimisError
 from limis.imaging.display import CT_WINDOWS, Plane
 from limis.imaging.readers import modality_line
 from limis.imaging.volume import Volume
+from limis.interact.session import Progress
 
 NO_DETECTOR = "no detector: draw a box (type the structure, then click two opposite corners on the image)"
 MIN_BOX_PX = 2.0
@@ -76,13 +77,18 @@ def _loaded_note(state: DemoState, what: str) -> str:
             f"(radiological display).{said}")
 
 
-def query(state: DemoState, text: str | None) -> str:
-    """One typed (or spoken) utterance through `Session.apply`; the exchange goes to the chat."""
+def query(state: DemoState, text: str | None, progress: Progress | None = None) -> str:
+    """One typed (or spoken) utterance through `Session.apply` (3D queries report to `progress`); the exchange
+    goes to the chat."""
     session = require_session(state)
     text = (text or "").strip()
     if not text:
         raise LimisError("type a structure or a command, e.g. 'left kidney', 'bigger' or 'next slice'.")
-    reply = session.apply(text)
+    session.progress = progress
+    try:
+        reply = session.apply(text)
+    finally:
+        session.progress = None
     state.pending = None
     state.chat += [{"role": "user", "content": text}, {"role": "assistant", "content": reply.text}]
     return reply.text if reply.changed else f"⚠️ {reply.text}"

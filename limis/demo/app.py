@@ -51,8 +51,9 @@ READY_LINE = "LIMIS demo: serving (Ctrl-C to stop)"  # printed once start-up is 
 MODEL_GROUP = "limis-model"  # every event that runs the segmenter shares one concurrency limit
 SEGMENTER_LABELS = {"litemedsam": "LiteMedSAM", "medsam_vit_b": "MedSAM ViT-B", "hf-sam": "SAM (transformers)"}
 INTRO = """# LIMIS — language-prompted interactive segmentation
-Type a structure (*left kidney*) or a refinement (*bigger*, *move left 5 mm*, *include the upper part*,
-*next slice*, *undo*). **Left/right always mean the patient's side**; the display is radiological (the patient's
+Type a structure (*left kidney*: segmented through the volume, shown where it is) or a refinement (*bigger*,
+*move left 5 mm*, *apply to all slices*, *extend up*, *undo*); *What can I say?* lists the rest. Structures add up
+until you remove them. **Left/right always mean the patient's side**; the display is radiological (the patient's
 right on the screen's left). Research demo, not for clinical use. Uploads and downloads stay on this server, kept
 for your session only: deleted when you close this tab and when the demo stops; nothing is sent anywhere else."""
 DICOM_SEG_NOTE = ("**The DICOM-SEG contains patient identifiers**: it copies the input's patient module (name, ID, "
@@ -288,6 +289,7 @@ def _segment_tab(shared: Shared, state: gr.State, engines: gr.Markdown) -> Segme
                 send = gr.Button("Send", variant="primary", min_width=60)
                 undo, redo = gr.Button("Undo", min_width=60), gr.Button("Redo", min_width=60)
             status = gr.Markdown("", elem_id="limis-status")
+            _vocabulary_panel(shared)
             with gr.Accordion("Draw a box instead", open=False):
                 box_structure = gr.Textbox(label="Structure for the box", placeholder="e.g. left kidney",
                                            elem_id="limis-box-structure")
@@ -299,6 +301,22 @@ def _segment_tab(shared: Shared, state: gr.State, engines: gr.Markdown) -> Segme
                 downloads = gr.File(label="Files", file_count="multiple", interactive=False, elem_id="limis-downloads")
     return SegmentUi(state, image, legend_box, table, chat, status, slider, plane, window, engines, *upload, text,
                      send, undo, redo, box_structure, mic, make_downloads, downloads)
+
+
+def _vocabulary_panel(shared: Shared) -> None:
+    """The grammar, and every structure LIMIS can name, with the ones the text detector was trained to find."""
+    from limis.interact.commands import UNDERSTOOD
+    from limis.vocab import all_structures, synonyms_of
+
+    trained = set(shared.grounding.metadata.get("concepts_trained_present", [])) if shared.grounding else set()
+    rows = [[s.display, s.laterality or "", "yes" if s.base in trained else "box", ", ".join(synonyms_of(s.name)[:4])]
+            for s in all_structures()]
+    with gr.Accordion("What can I say?", open=False, elem_id="limis-help"):
+        gr.Markdown(f"I understand {UNDERSTOOD}. A structure is segmented through the whole volume; a refinement "
+                    "changes the shown slice until you say *apply to all slices*. Left/right are the patient's side.")
+        gr.Dataframe(pd.DataFrame(rows, columns=["structure", "side", "found by text", "also called"]),
+                     label=f"{len(rows)} structures ('box': draw a box for it, the text detector was not trained on it)",
+                     interactive=False, wrap=True, max_height=300, elem_id="limis-vocabulary")
 
 
 def _upload_panel() -> tuple:
@@ -430,8 +448,11 @@ def _wire_segment(shared: Shared, ui: SegmentUi) -> None:
 
         return _refresh(shared, s, act)
 
-    def on_query(s, text):
-        return (*_refresh(shared, s, lambda st: actions.query(st, text)), "")
+    def on_query(s, text, progress=gr.Progress()):
+        def shown(done: int, total: int, structure: str) -> None:
+            progress((done, total), desc=f"{structure.replace('_', ' ')}: slice {done} of {total}")
+
+        return (*_refresh(shared, s, lambda st: actions.query(st, text, shown)), "")
 
     def on_click(s, structure, evt: gr.SelectData):
         return _refresh(shared, s, lambda st: actions.click(st, structure, tuple(evt.index)))
@@ -464,8 +485,9 @@ def _wire_segment(shared: Shared, ui: SegmentUi) -> None:
     ui.send.click(on_query, [state, ui.text], [*viewer, ui.text], api_visibility="undocumented", **events)
     ui.undo.click(lambda s: on_query(s, "undo"), [state], [*viewer, ui.text], api_name="undo", **events)
     ui.redo.click(lambda s: on_query(s, "redo"), [state], [*viewer, ui.text], api_name="redo", **events)
-    ui.slider.release(lambda s, i: _refresh(shared, s, lambda st: actions.go_to_slice(st, i)), [state, ui.slider],
-                      viewer, api_name="slice", **events)
+    # `input` fires for drags, arrow keys and typed numbers alike (`release` missed the keys); only the last runs
+    ui.slider.input(lambda s, i: _refresh(shared, s, lambda st: actions.go_to_slice(st, i)), [state, ui.slider],
+                    viewer, api_name="slice", trigger_mode="always_last", **events)
     ui.plane.input(lambda s, p: _refresh(shared, s, lambda st: actions.set_plane(st, p)), [state, ui.plane], viewer,
                    api_name="plane", **events)
     ui.window.input(lambda s, w: _refresh(shared, s, lambda st: actions.set_window(st, w)), [state, ui.window], viewer,

@@ -47,16 +47,22 @@ def dice_vs_size(sizes_ml: list[float], dices: list[float], names: list[str], ou
     return out
 
 
-def dice_per_turn(curves: dict[str, np.ndarray], out: Path) -> Path:
-    """Mean Dice after each turn, one line per simulated user."""
+def dice_per_turn(curves: dict[str, np.ndarray], out: Path, title: str = "all organs") -> Path:
+    """Mean Dice after each turn with its 95% CI band, one line per simulated user; `curves[user]` is (K+1, 3):
+    mean, CI low, CI high per turn."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     for name, curve in curves.items():
-        ax.plot(range(len(curve)), curve, marker="o", label=name)
-    ax.set_xlabel("interaction")
-    ax.set_ylabel("mean Dice")
+        turns = np.arange(len(curve))
+        ax.plot(turns, curve[:, 0], marker="o", label=name)
+        if np.isfinite(curve[:, 1:]).all():
+            ax.fill_between(turns, curve[:, 1], curve[:, 2], alpha=0.2)
+    ax.set_xlabel("interaction (0 = the text query's answer)")
+    ax.set_ylabel("3D Dice")
+    ax.set_title(title)
     ax.axhline(0.85, color="grey", linestyle=":")
     ax.axhline(0.90, color="grey", linestyle="--")
+    ax.set_ylim(0, 1)
     ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=120)

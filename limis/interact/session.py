@@ -150,6 +150,14 @@ class Session:
         self.looked_for: tuple[str, ...] = ()  # the last structures asked for and not found ("it is here" finds them)
         self._composed: dict[str, tuple[ObjectState, np.ndarray]] = {}  # structure -> (its state, 3D mask of it)
 
+    def fork(self) -> "Session":
+        """An independent session from this one's current state (snapshots are immutable, so they are shared)."""
+        twin = Session(self.volume, self.cache, detector=self.detector, reference=self.reference,
+                       plane=Plane(self.view.plane), index=self.view.index, window=self.view.window,
+                       volumetric=self.volumetric)
+        twin.history = list(self.history)
+        return twin
+
     # ---- state access ----
     @property
     def state(self) -> SessionState:
@@ -233,13 +241,14 @@ class Session:
         """Parse and carry out one utterance; unknown or ambiguous ones change nothing."""
         started = time.perf_counter()
         measure = self.volume_dice if self.volumetric else self.dice
-        before = measure()
+        active, before = self.state.active, measure()
         try:
             edit = cmd.parse(utterance)
             reply = self._carry_out(edit)
         except LimisError as refusal:
             reply = Reply(str(refusal), False)
         after = measure()
+        before = before if self.state.active == active else None  # Dice of the same structure, or none to compare
         if after is not None and reply.scope is not None:
             what = "3D Dice" if self.volumetric else "Dice"
             change = f" {what} {before:.2f} -> {after:.2f}." if before is not None else f" {what} {after:.2f}."
@@ -292,7 +301,20 @@ class Session:
         if name is None:
             raise LimisError("No structure yet: name one first, e.g. 'left kidney'.")
         state = _with(self._ensure_object(self.state, name), active=name)
-        self._push(self._slice_edit(state, name, self.slice_key, ("point", float(x), float(y), bool(positive))))
+        first = self.volumetric and positive and not state.objects[name].masks
+        click = ("point", float(x), float(y), bool(positive))
+        state = self._slice_edit(state, name, self.slice_key, click)
+        mask = state.objects[name].masks.get(self.slice_key)
+        if first and mask is not None and mask.any():  # like a first box: follow it through the neighbours
+            trace = self._trace(name, detector=ManualDetector({name: {self.view.index: [box_from_mask(mask)]}}))
+            if trace.found:
+                state = self._store_trace(state, name, trace)
+                if self.slice_key in state.objects[name].masks:
+                    state = self._slice_edit(state, name, self.slice_key, click)  # the click stays on its slice
+                self._push(state)
+                return Reply(f"Included the point ({x:.0f}, {y:.0f}) and followed {_label(name)} through "
+                             f"{self._extent_text(name)}.", True, scope="volume")
+        self._push(state)
         return Reply(f"{'Included' if positive else 'Excluded'} the point ({x:.0f}, {y:.0f}){self._slice_note()}.",
                      True, scope="slice")
 

@@ -65,7 +65,7 @@ _NUMBER_WORDS = {
 _NUMBER_RE = re.compile(r"^(\d{1,2})(?:st|nd|rd|th)?$")
 _SHORTHAND_RE = re.compile(r"^([a-z]{1,2})(\d{1,2})$")
 _LIST_SEPARATOR_RE = re.compile(r"(,|;|\+|&|\n|\band\b|\bplus\b|\bas well as\b)", re.IGNORECASE)
-_LIST_HINT = "Run `limis vocab` to list all structures."
+_LIST_HINT = "Every structure is listed by `limis vocab` (in the demo: 'What can I say?')."
 MAX_PROMPT_CHARS = 200
 # A query starting with one of these asks for everything but a structure, which LIMIS cannot do.
 _NEGATIONS = frozenset({"not", "no", "except", "without", "exclude", "excluding"})
