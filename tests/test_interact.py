@@ -430,3 +430,23 @@ def test_per_slice_sessions_stay_for_pictures(tmp_path: Path, box_segmenter) -> 
     assert session.set_box("liver", (10, 10, 30, 30)).scope == "slice"
     assert "this slice only" not in session.apply("bigger").text
     assert not session.apply("extend up").changed
+
+
+def test_a_3d_query_reports_its_progress(totalseg_dir: Path, total_names, box_segmenter) -> None:
+    from limis.detect.base import DetectorTraits
+
+    class Searching(OracleDetector):
+        traits = DetectorTraits(understands_laterality=True, reads_embeddings=True)  # searches every n-th slice
+
+        def candidate_slices(self, structure, plane_axis):
+            return None
+
+    seen: list[tuple[int, int, str]] = []
+    session, labels = _kidney_session(totalseg_dir, total_names, box_segmenter)
+    session.detector = Searching(labels, total_names)
+    session.progress = lambda done, total, doing: seen.append((done, total, doing))
+    assert session.apply("left kidney").changed
+    searching = [s for s in seen if s[2] == "searching for left kidney"]
+    segmenting = [s for s in seen if s[2] == "segmenting left kidney"]
+    assert searching and searching[-1][0] == searching[-1][1] == -(-session.volume.shape[2] // 2)  # every 2nd slice
+    assert segmenting and segmenting[-1][0] >= len(session.state.objects["kidney_left"].masks)

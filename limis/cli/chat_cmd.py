@@ -100,8 +100,6 @@ def chat(
         console.print("[yellow]ended without 'done': nothing written.[/]")
 
 
-def _progress_line(done: int, total: int, structure: str) -> None:
-    """One overwritten line while a 3D query decodes its slices."""
-    from limis.vocab import display_name
-
-    console.print(f"  {display_name(structure)}: slice {done} of {total}", end="\r", highlight=False)
+def _progress_line(done: int, total: int, doing: str) -> None:
+    """One overwritten line while a 3D query encodes and decodes its slices."""
+    console.print(f"  {doing}: slice {done} of {total}", end="\r", highlight=False)

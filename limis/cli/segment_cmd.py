@@ -93,8 +93,8 @@ def segment(
                   TimeElapsedColumn(), console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("segmenting", total=None)
 
-        def progress(done: int, total: int, structure: str) -> None:
-            bar.update(task, completed=done, total=total, description=f"segmenting {structure}")
+        def progress(done: int, total: int, doing: str) -> None:
+            bar.update(task, completed=done, total=total, description=doing)
 
         result = pipeline.segment(volume, structures, options, progress=progress)
     timings["segment_s"] = time.perf_counter() - began

@@ -449,8 +449,8 @@ def _wire_segment(shared: Shared, ui: SegmentUi) -> None:
         return _refresh(shared, s, act)
 
     def on_query(s, text, progress=gr.Progress()):
-        def shown(done: int, total: int, structure: str) -> None:
-            progress((done, total), desc=f"{structure.replace('_', ' ')}: slice {done} of {total}")
+        def shown(done: int, total: int, doing: str) -> None:
+            progress((done, total), desc=f"{doing}: slice {done} of {total}")
 
         return (*_refresh(shared, s, lambda st: actions.query(st, text, shown)), "")
 

@@ -28,12 +28,14 @@ class DetectorTraits:
     `understands_laterality`: it answers "kidney_left" itself (else the pipeline asks for "kidney"
     and picks the patient's side from geometry). `dense_boxes`: a box on every slice the structure
     covers, so nothing is propagated past them (the oracle). `coarse_boxes`: boxes from a coarse
-    heatmap, which the pipeline grows on the sides the mask runs into.
+    heatmap, which the pipeline grows on the sides the mask runs into. `reads_embeddings`: it reads the
+    segmenter's slice embeddings from the pipeline's cache (so the pipeline may encode them first).
     """
 
     understands_laterality: bool = False
     dense_boxes: bool = False
     coarse_boxes: bool = False
+    reads_embeddings: bool = False
 
 
 class Detector(ABC):

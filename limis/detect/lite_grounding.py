@@ -278,7 +278,8 @@ class LiteGroundingDetector(Detector):
     """
 
     name = "lite-grounding"
-    traits = DetectorTraits(coarse_boxes=True)  # side-free; boxes from a 4-pixel-cell heatmap, tightened by the pipeline
+    # side-free; boxes from a 4-pixel-cell heatmap, tightened by the pipeline; reads the segmenter's embeddings
+    traits = DetectorTraits(coarse_boxes=True, reads_embeddings=True)
 
     def __init__(self, model: LiteGroundingModel, embeddings: SliceEmbeddings, remembered: int = 160) -> None:
         check_encoder(model, embeddings.segmenter)

@@ -15,7 +15,6 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -31,6 +30,7 @@ from limis.interact import geometry as geo
 from limis.interact.log import InteractionLog
 from limis.pipeline.grounded import (
     GroundedPipeline,
+    Progress,
     SegmentOptions,
     StructureTrace,
     detect_structure,
@@ -43,7 +43,6 @@ from limis.segment.cache import EmbeddingCache
 from limis.vocab import label_ids
 
 SliceKey = tuple[str, int]  # (plane, index)
-Progress = Callable[[int, int, str], None]  # (slices done, slices to do, structure)
 
 
 @dataclass(frozen=True)

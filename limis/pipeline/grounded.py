@@ -17,7 +17,7 @@ from limis.pipeline.slices import choose_window, slice_image
 from limis.segment.base import Prompt, SegmentResult
 from limis.segment.cache import EmbeddingCache
 
-Progress = Callable[[int, int, str], None]
+Progress = Callable[[int, int, str], None]  # (slices done, slices in this step, what is being done)
 
 
 @dataclass(frozen=True)
@@ -128,14 +128,14 @@ class GroundedPipeline:
         Seeds found inside `within` need only the detector's own presence threshold: the caller (a
         user saying "it is here") vouches for the region, so the pipeline's stricter seed score is waived.
         """
-        seeds = self._find_seeds(volume, structure, window, options, within)
+        seeds = self._find_seeds(volume, structure, window, options, within, progress)
         if not seeds:
             return StructureTrace({}, {}, 0.0)
         boxes, masks = self._propagate(volume, seeds, window, options, progress, structure)
         return StructureTrace(boxes, masks, max(d.score for d in seeds.values()))
 
     def _find_seeds(self, volume: Volume, structure: str, window: Window, options: SegmentOptions,
-                    within: range | None = None) -> dict[int, Detection]:
+                    within: range | None = None, progress: Progress | None = None) -> dict[int, Detection]:
         """Best detection of the structure per examined slice."""
         plane = Plane(options.plane)
         known = self.detector.candidate_slices(structure, slice_axis(plane))
@@ -148,6 +148,10 @@ class GroundedPipeline:
         if within is not None:
             indices = [i for i in indices if i in within]
         images = [slice_image(volume, plane, i, window) for i in indices]
+        if progress is not None and self.detector.traits.reads_embeddings:  # encode first, in steps the user sees
+            for start in range(0, len(images), 4):
+                self.cache.get_many(images[start : start + 4])
+                progress(min(start + 4, len(images)), len(images), f"searching for {_display(structure)}")
         found = detect_structure(self.detector, images, structure)
         min_score = 0.0 if within is not None else options.min_detection_score
         seeds = {}
@@ -196,7 +200,7 @@ class GroundedPipeline:
                 box, result = self._segment_box(embeddings[index], box, rounds)
                 done += 1
                 if progress:
-                    progress(done, total, structure)
+                    progress(done, total, f"segmenting {_display(structure)}")
                 too_small = result.mask.sum() < options.min_mask_pixels
                 if not every_slice_seeded and (too_small or (index not in seeds and result.score < options.min_quality)):
                     break
@@ -301,6 +305,12 @@ def _next_box(
     if index in seeds:
         return seeds[index].box
     return expand_box(box_from_mask(previous), margin, shape) if previous is not None else None
+
+
+def _display(structure: str) -> str:
+    from limis.vocab import display_name
+
+    return display_name(structure).lower()
 
 
 def _area(box: Box) -> float:
