@@ -12,7 +12,8 @@ from limis.detect.body import body_extent, estimated_pixel_mm
 from limis.eval.detection import box_iou
 from limis.imaging.slice_image import box_from_mask
 from limis.pipeline.grounded import strongest_run
-from limis.train.samples import AugmentConfig, augment, caption_labels, caption_text, swap_sides
+from limis.train.augment import AugmentConfig, augment, swap_sides
+from limis.train.captions import caption_labels, caption_text
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "evaluation" / "datasets" / "grounding_train.yaml"
@@ -150,7 +151,7 @@ def test_grow_touched_sides_only_moves_sides_the_mask_reaches() -> None:
 
 
 def test_lumen_gas_rises_anteriorly_and_the_wall_stays() -> None:
-    from limis.train.samples import fill_lumens
+    from limis.train.augment import fill_lumens
 
     values = np.full((40, 40), 30.0, dtype=np.float32)
     labels = np.zeros((40, 40), dtype=np.int32)

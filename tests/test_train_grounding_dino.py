@@ -140,8 +140,8 @@ def test_caption_phrases_line_up_with_class_labels(train_samples: list, tiny_din
     from transformers.models.grounding_dino.modeling_grounding_dino import build_label_maps
 
     from limis.detect.grounding_dino import structure_label
+    from limis.train.augment import AugmentConfig
     from limis.train.grounding_dino_data import CaptionBudget, collate, make_example
-    from limis.train.samples import AugmentConfig
 
     processor = AutoProcessor.from_pretrained(tiny_dino)
     vocabulary = sorted({name for s in train_samples for name in s.names.values()})

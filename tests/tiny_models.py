@@ -20,7 +20,7 @@ FIRST_WORD_ID = 1030
 
 def vocabulary_words() -> list[str]:
     """Every lower-case word and punctuation mark of the label-list captions over the LIMIS vocabulary."""
-    from limis.train.samples import caption_text
+    from limis.train.captions import caption_text
     from limis.vocab import all_structures
 
     text = caption_text([s.name for s in all_structures()])

@@ -132,7 +132,7 @@ class GroundingDinoDetector(Detector):
         chunks: list[list[str]] = []
         used = budget + 1
         for label in labels:
-            cost = len(self.processor.tokenizer(f"{label} .", add_special_tokens=False)["input_ids"])
+            cost = len(self.processor.tokenizer(label_prompt([label]), add_special_tokens=False)["input_ids"])
             if used + cost > budget:
                 chunks.append([])
                 used = 0

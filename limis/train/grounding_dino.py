@@ -20,9 +20,10 @@ from typing import Any, Callable
 import torch
 
 from limis.errors import LimisError
+from limis.train.augment import AugmentConfig
 from limis.train.grounding_dino_data import CaptionBudget, collate, evenly_spaced, process_positions, stream_examples
 from limis.train.grounding_dino_model import load_for_training
-from limis.train.samples import AugmentConfig, SliceSample
+from limis.train.samples import SliceSample
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 

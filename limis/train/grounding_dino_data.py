@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 from limis.imaging.slice_image import Box
-from limis.train.samples import AugmentConfig, SliceSample, augment, caption_labels, caption_text
+from limis.train.augment import AugmentConfig, augment
+from limis.train.captions import caption_labels, caption_text
+from limis.train.samples import SliceSample
 
 ORDER_STREAM, SAMPLE_STREAM = 0, 1  # keep the shuffling and per-sample random streams apart
 
