@@ -14,6 +14,7 @@ from limis.vocab import (
     Resolution,
     all_groups,
     all_structures,
+    canonical_label_names,
     display_name,
     get_structure,
     label_set,
@@ -425,6 +426,12 @@ def test_label_set_entries() -> None:
     assert label_set("totalsegmentator_total_mr")[10] == "lung_left"
     assert set(label_set_names()) == {"totalsegmentator_total", "totalsegmentator_total_v1",
                                       "totalsegmentator_total_mr", "amos", "btcv", "word"}
+
+
+def test_canonical_label_names_resolve_a_datasets_own_names() -> None:
+    names = {1: "postcava", 2: "kidney_left", 3: "Right kidney", 4: "not_a_structure", 5: "kidneys"}
+    assert canonical_label_names(names) == {1: "inferior_vena_cava", 2: "kidney_left", 3: "kidney_right",
+                                            4: "not_a_structure", 5: "kidneys"}  # unknown or several: kept
 
 
 def test_label_set_is_a_copy_and_unknown_names_are_refused() -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from limis import vocab
 from limis.errors import LimisError
 
 FORMATS = ("nifti-folder", "nnunet", "png2d")
@@ -80,8 +81,6 @@ def load_manifest(path: str | Path) -> Manifest:
 
 def _absent(spec: dict, path: Path) -> tuple[str, ...]:
     """`absent_structures`: canonical names no case contains (e.g. brain on abdominal CT), checked against the vocabulary."""
-    from limis import vocab
-
     names = [str(n) for n in spec.get("absent_structures") or []]
     for name in names:
         try:
@@ -110,31 +109,12 @@ def _case_split(spec: dict, patient: str, explicit: str | None) -> str:
     return explicit or _splits_by_patient(spec).get(patient) or spec.get("default_split", "test")
 
 
-def _canonical(names: dict[int, str]) -> dict[int, str]:
-    """Dataset label names -> canonical structures where the vocabulary knows them ("postcava" -> IVC)."""
-    from limis import vocab
-
-    resolved = {}
-    for label_id, name in names.items():
-        found: tuple[str, ...] = ()
-        for phrase in (name, name.replace("_", " ")):
-            try:
-                found = vocab.resolve(phrase).structures
-                break
-            except LimisError:
-                continue
-        resolved[label_id] = found[0] if len(found) == 1 else name
-    return resolved
-
-
 def _label_names(spec: dict, root: Path, manifest: Path) -> dict[int, str]:
     from limis.pipeline.registry import read_label_names
 
     if "labels" in spec:
-        return _canonical({int(k): str(v) for k, v in spec["labels"].items() if int(k) != 0})
+        return vocab.canonical_label_names({int(k): str(v) for k, v in spec["labels"].items() if int(k) != 0})
     if "label_set" in spec:
-        from limis import vocab
-
         return vocab.label_set(spec["label_set"])
     label_map = spec.get("label_map")
     if not label_map:
@@ -157,7 +137,7 @@ def _nnunet(spec: dict, root: Path, manifest: Path) -> tuple[dict[int, str], lis
     # nnU-Net v2 maps name -> id; v1-style files (AMOS, MSD) map "id" -> name; the manifest may override both
     pairs = labels.items() if all(str(k).isdigit() for k in labels) else ((v, k) for k, v in labels.items())
     names = (_label_names(spec, root, manifest) if {"labels", "label_set"} & set(spec)
-             else _canonical({int(i): str(n) for i, n in pairs if int(i) != 0}))
+             else vocab.canonical_label_names({int(i): str(n) for i, n in pairs if int(i) != 0}))
     patients = spec.get("patients", {})
     cases = []
     for label_file in sorted((root / "labelsTr").glob("*.nii.gz")):

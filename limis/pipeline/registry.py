@@ -34,16 +34,8 @@ def read_label_names(path: str | Path, label_set: str | None = None) -> dict[int
         if key not in nested:
             raise LimisError(f"{path}: no label set '{key}'; it has: {', '.join(nested)}.")
         table = nested[key]
-    names = {}
-    for label_id, name in table.items():
-        if not str(label_id).isdigit() or int(label_id) == 0:
-            continue
-        try:
-            resolved = vocab.resolve(str(name)).structures
-        except LimisError:  # a label the vocabulary does not know keeps its own name
-            resolved = ()
-        names[int(label_id)] = resolved[0] if len(resolved) == 1 else str(name)
-    return names
+    names = {int(label_id): str(name) for label_id, name in table.items() if str(label_id).isdigit() and int(label_id) != 0}
+    return vocab.canonical_label_names(names)
 
 
 def build_detector(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -601,6 +601,21 @@ def resolve_many(text: str) -> list[Resolution]:
     if not results:
         resolve(text)  # raises: nothing but separators and filler words
     return results
+
+
+def canonical_label_names(names: Mapping[int, str]) -> dict[int, str]:
+    """Dataset label id -> name, each name resolved to its canonical structure ("postcava" -> "inferior_vena_cava").
+
+    A name the vocabulary does not resolve to exactly one structure keeps its own spelling.
+    """
+    canonical = {}
+    for label_id, name in names.items():
+        try:
+            found = resolve(name).structures
+        except VocabularyError:  # a label the vocabulary does not know
+            found = ()
+        canonical[label_id] = found[0] if len(found) == 1 else name
+    return canonical
 
 
 def suggest(phrase: str, n: int = 3) -> list[str]:
