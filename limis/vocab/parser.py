@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from limis.errors import PhraseRefusedError, VocabularyError
+from limis.vocab.lookup import canonical_name, concept_display
 from limis.vocab.registry import (
     SIDES,
     Group,
@@ -108,7 +109,6 @@ class _UnknownPhrase(Exception):
 class _Index:
     terms: dict[str, _Target]
     bags: dict[str, tuple[str, _Target] | None]  # sorted words -> (term, target); None if ambiguous
-    identifiers: dict[str, str]  # lower-case canonical name -> canonical name
     family_terms: dict[str, str]  # "lumbar vertebra" -> family id
     family_nouns: dict[str, frozenset[str]]  # family id -> words allowed next to "L2"
     prefixes: dict[str, str]  # "l" -> family id
@@ -186,15 +186,6 @@ def _number(word: str) -> int | None:
 # --------------------------------------------------------------------------- index
 
 
-def _pair_display(vocab: Vocabulary, base: str) -> str:
-    """A display that names a concept on every side it has (e.g. "Kidney" = both kidneys)."""
-    concept = vocab.concepts[base]
-    names = list(concept.structures.values())
-    if len(names) == 1:
-        return vocab.structures[names[0]].display
-    return concept.display[:1].upper() + concept.display[1:]
-
-
 def _concept_target(vocab: Vocabulary, base: str) -> _Target:
     concept = vocab.concepts[base]
     if None in concept.structures:
@@ -239,7 +230,7 @@ def _candidates(vocab: Vocabulary, terms: dict[str, _Target]) -> tuple[tuple[str
             out.append((term, vocab.structures[target.key].display))
         elif target.kind == "concept":
             concept = vocab.concepts[target.key]
-            out.append((term, _pair_display(vocab, target.key)))
+            out.append((term, concept_display(target.key)))
             out += [(f"{side} {term}", vocab.structures[name].display) for side, name in concept.structures.items()]
         else:
             group = vocab.groups[target.key]
@@ -287,7 +278,6 @@ def _index() -> _Index:
     return _Index(
         terms=terms,
         bags=bags,
-        identifiers={name.lower(): name for name in vocab.structures},
         family_terms=family_terms,
         family_nouns=family_nouns,
         prefixes=prefixes,
@@ -381,7 +371,7 @@ def _target_display(target: _Target) -> str:
     if target.kind == "structure":
         return vocab.structures[target.key].display
     if target.kind == "concept":
-        return _pair_display(vocab, target.key)
+        return concept_display(target.key)
     return vocab.groups[target.key].display
 
 
@@ -514,7 +504,7 @@ def _resolve(phrase: str) -> Resolution:
     vocab = load_vocabulary()
     # Only identifier-looking phrases are read as raw canonical names: the plain word
     # "vertebrae" means every vertebra, not TotalSegmentator-MR's single "vertebrae" label.
-    identifier = index.identifiers.get(phrase.strip().lower()) if "_" in phrase else None
+    identifier = canonical_name(phrase) if "_" in phrase else None
     if identifier is not None:
         structure = vocab.structures[identifier]
         return Resolution(phrase, (identifier,), structure.laterality, identifier, "structure")
@@ -636,75 +626,3 @@ def suggest(phrase: str, n: int = 3) -> list[str]:
         scored.append((-(matcher.ratio() + 0.5 * overlap), position, display))
     scored.sort()
     return list(dict.fromkeys(display for _, _, display in scored))[:n]
-
-
-def all_structures() -> list[Structure]:
-    """Every canonical structure, in vocabulary order (abdomen to bones, then ribs and vertebrae)."""
-    return list(load_vocabulary().structures.values())
-
-
-def all_groups() -> list[Group]:
-    """Every named group ("ribs", "lumbar_spine", ...)."""
-    return list(load_vocabulary().groups.values())
-
-
-def get_structure(name: str) -> Structure:
-    """The structure with this canonical name; VocabularyError (with suggestions) if unknown."""
-    vocab = load_vocabulary()
-    if name in vocab.structures:
-        return vocab.structures[name]
-    exact = _index().identifiers.get(str(name).strip().lower())
-    if exact is not None:
-        return vocab.structures[exact]
-    close = difflib.get_close_matches(str(name), list(vocab.structures), n=3, cutoff=0.0)
-    raise VocabularyError(
-        f"Unknown canonical structure name '{name}'. Did you mean: {', '.join(close)}? "
-        "Use resolve() for free-text phrases.",
-        suggestions=close,
-    )
-
-
-def other_side(name: str) -> str | None:
-    """The same structure on the patient's other side ("kidney_left" -> "kidney_right"); None if unpaired or unknown."""
-    try:
-        entry = get_structure(name)
-    except VocabularyError:
-        return None
-    if entry.laterality is None:
-        return None
-    other = "right" if entry.laterality == "left" else "left"
-    return next((s.name for s in all_structures() if s.base == entry.base and s.laterality == other), None)
-
-
-def display_name(name: str) -> str:
-    """Human-readable name: "kidney_left" -> "Left kidney"; a concept base "iliac_vena" -> "Common iliac vein".
-
-    Raises VocabularyError (a LimisError) for names that are neither.
-    """
-    vocab = load_vocabulary()
-    if name in vocab.structures:
-        return vocab.structures[name].display
-    if name in vocab.concepts:
-        return _pair_display(vocab, name)
-    return get_structure(name).display  # case-insensitive match, or raises with suggestions
-
-
-def synonyms_of(name: str) -> tuple[str, ...]:
-    """Phrases that name this canonical structure besides its display (laterality-free for paired ones)."""
-    return get_structure(name).synonyms
-
-
-def label_set_names() -> list[str]:
-    """Names of the packaged dataset label tables ("totalsegmentator_total", "amos", ...)."""
-    return list(load_vocabulary().label_sets)
-
-
-def label_set(name: str) -> dict[int, str]:
-    """Dataset label id -> canonical name, e.g. label_set("totalsegmentator_total")[3] == "kidney_left"."""
-    tables = load_vocabulary().label_sets
-    if name not in tables:
-        raise VocabularyError(
-            f"Unknown label set '{name}'. Known label sets: {', '.join(tables)}.",
-            suggestions=difflib.get_close_matches(name, list(tables), n=3, cutoff=0.0),
-        )
-    return dict(tables[name])

@@ -3,7 +3,7 @@
 `structures.json` holds the canonical structures in a compact form (one entry per
 laterality-free concept, numbered families as rules); this module expands it into one
 `Structure` per label a model can output and checks that the tables agree with each other.
-`label_sets.json` maps dataset label ids to canonical names.
+`label_sets.json` maps dataset label ids to canonical names. Looking names up: `limis.vocab.lookup`.
 """
 
 from __future__ import annotations
@@ -280,20 +280,3 @@ def load_vocabulary() -> Vocabulary:
         label_sets=MappingProxyType(label_sets),
         label_set_notes=MappingProxyType(notes),
     )
-
-
-
-def label_ids(structure: str, names: Mapping[int, str]) -> list[int]:
-    """Reference label ids that make up `structure` in a label table {id: canonical name}.
-
-    Its own label when the table has one; otherwise the labels of its parts, so "lung_left"
-    against a reference of lobes is the union of the left lobes and "heart" the union of its
-    chambers. Empty when neither the structure nor any part is labelled (a lobe is never taken
-    from a whole-lung label: the whole does not say where the lobe is).
-    """
-    own = sorted(i for i, name in names.items() if name == structure)
-    if own:
-        return own
-    entry = load_vocabulary().structures.get(structure)
-    parts = set(entry.parts) if entry is not None else set()
-    return sorted(i for i, name in names.items() if name in parts)
