@@ -251,3 +251,22 @@ def test_nnunet_v1_style_labels_are_made_canonical(tmp_path: Path) -> None:
     manifest = load_manifest(tmp_path / "m.yaml")
     assert manifest.label_names == {1: "spleen", 9: "inferior_vena_cava", 2: "kidney_right"}
     assert manifest.cases[0].image == root / "imagesTr" / "amos_0001.nii.gz"
+
+
+def test_the_language_user_rounds_and_slips_like_a_person() -> None:
+    """Amounts come out noisy and rounded; about one utterance in ten has a wrong direction word."""
+    from limis.eval.robots import LanguageUser
+
+    said = []
+
+    class Ear:
+        def say(self, words):
+            said.append(words)
+
+    user = LanguageUser("liver", np.zeros((2, 2, 2), dtype=bool), np.random.default_rng(0))
+    for _ in range(400):
+        user._say(Ear(), "move left 12 mm")
+    amounts = [int(w.split()[2]) for w in said]
+    assert len(set(amounts)) > 5 and 6 <= np.median(amounts) <= 18 and all(a >= 1 for a in amounts)
+    slips = sum(w.startswith("move right") for w in said) / len(said)
+    assert 0.05 <= slips <= 0.15

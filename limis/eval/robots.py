@@ -7,8 +7,9 @@ clicks or boxes for the baselines, and "go to slice N" (the slider) for all thre
 reference reaches the session.
 
 Per turn (one interaction; moving the slider is free):
-- language: "undo" when its last words lowered 3D Dice by > 0.005 (never repeating them there);
-  a missed structure -> go to its largest slice, "it is here"; a z-extent off by > 1 slice ->
+- language: "undo" when its last words lowered 3D Dice by > 0.005 (never repeating that kind of edit
+  there); a missed structure, or a mask that does not touch it -> go to its largest slice, "the
+  <structure> is here" (once); a z-extent off by > 1 slice ->
   "extend up/down N mm" or "trim the top/bottom N mm"; after an in-plane edit that helped, and when
   at least half of the structure's other slices call for the same kind of edit -> "apply to all
   slices"; otherwise the slice with the most wrong voxels and the 2D policy of `simulated_user`
@@ -168,7 +169,7 @@ class LanguageUser(Robot):
             screen.say("undo")
             return "undo"
         prediction = screen.overlay(self.structure)
-        if not prediction.any():
+        if not (prediction & self.truth).any():  # nothing shown, or something else shown: point at it
             return self._find(screen)
         extent = self._extent_words(prediction, screen.slice_mm)
         if extent is not None and (None, _kind(extent)) not in self.avoided:
@@ -182,13 +183,13 @@ class LanguageUser(Robot):
             return "apply to all slices"
         for index in self.ranked_slices(prediction):
             words = self._in_plane_words(screen, prediction, index)
-            if words is not None and (index, words) not in self.avoided:
+            if words is not None and (index, _kind(words)) not in self.avoided:
                 break
         else:
             return None
         screen.go_to(index)
         said = self._say(screen, words)
-        self.last = (index, words)
+        self.last = (index, _kind(words))
         return f"slice {index}: {said}"
 
     def _find(self, screen: Screen) -> str | None:
@@ -225,9 +226,9 @@ class LanguageUser(Robot):
         return next_utterance(mask if mask.any() else None, box, self.on_slice(self.truth, index),
                               screen.geometry(index))
 
-    def _systematic(self, screen: Screen, prediction: np.ndarray, last: tuple[int, str]) -> bool:
+    def _systematic(self, screen: Screen, prediction: np.ndarray, last: tuple[int | None, str]) -> bool:
         """Whether at least half of the other slices showing both masks need the same kind of edit."""
-        kind = _kind(last[1])
+        kind = last[1]
         both = [z for z in np.flatnonzero(prediction.any(axis=(0, 1)) & self.truth.any(axis=(0, 1))) if z != last[0]]
         if not both:
             return False
