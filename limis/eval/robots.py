@@ -15,9 +15,10 @@ Per turn (one interaction; moving the slider is free):
   slices"; otherwise the slice with the most wrong voxels and the 2D policy of `simulated_user`
   there ("move left 6 mm", "smaller by 20%", "extend the top edge by 3 mm", "include the upper part"),
   or on the next-worst of the five worst slices when it has nothing new to say on one.
+  Directions are the patient's ("move anteriorly 6 mm", "shrink the front edge", "extend up" = superiorly).
   Realism: step sizes are said with log-normal noise (sigma 0.25) and rounded as people round; one
-  utterance in ten has a wrong direction word (left/right, up/down swapped), which the undo rule
-  usually takes back.
+  utterance in ten has a wrong direction word (left/right, front/back, up/down swapped), which the
+  undo rule usually takes back.
 - clicks: on the slice with the most wrong voxels, one click at the interior-most pixel of its
   largest error region (positive on missed, negative on extra pixels; the NoC protocol).
 - boxes: on the worst slice it has not boxed yet, the reference's tight box with up to 2 pixels of
@@ -39,7 +40,8 @@ from limis.imaging.slice_image import Box, box_from_mask
 from limis.interact.session import Reply, Session
 
 USERS = ("language", "clicks", "boxes")
-WRONG_WORDS = {"left": "right", "right": "left", "up": "down", "down": "up"}
+WRONG_WORDS = {"left": "right", "right": "left", "up": "down", "down": "up", "anteriorly": "posteriorly",
+               "posteriorly": "anteriorly", "front": "back", "back": "front", "top": "bottom", "bottom": "top"}
 
 
 class Screen:
@@ -239,7 +241,7 @@ class LanguageUser(Robot):
         """Say `words` as a person would: rounded, noisy amounts and now and then a wrong direction word."""
         said = re.sub(r"(\d+)( mm|%)", lambda m: f"{self._noisy(float(m.group(1)), m.group(2) == '%')}{m.group(2)}", words)
         if self.rng.random() < self.wrong_word_rate:
-            said = re.sub(r"\b(left|right|up|down)\b", lambda m: WRONG_WORDS[m.group(1)], said, count=1)
+            said = re.sub(rf"\b({'|'.join(WRONG_WORDS)})\b", lambda m: WRONG_WORDS[m.group(1)], said, count=1)
         screen.say(said)
         return said
 

@@ -3,13 +3,14 @@
 Both look at the current mask and the reference on one displayed slice (the reference's largest
 axial slice) and act through the same `Session` API a person uses.
 
-Language policy, in order (distances in mm on the slice):
+Language policy, in order (distances in mm on the slice), in the patient's frame:
 1. the box centre is off by > max(3 mm, 15 % of the object) -> "move <dir> N mm" along the larger
    offset; screen left/right are said as the patient's side the geometry gives (screen right =
-   patient's left on radiological axial views), screen up/down as "up"/"down";
+   patient's left on radiological axial views), screen up/down as the patient direction there
+   ("move anteriorly 6 mm" on an axial view);
 2. the box is > 15 % too large / too small (geometric mean of width and height ratios) ->
    "smaller/bigger by P%";
-3. an edge is off by > 2 mm -> "extend/shrink the <edge> edge by N mm";
+3. an edge is off by > 2 mm -> "extend/shrink the <edge> edge by N mm" (front/back/left/right on axial views);
 4. otherwise the larger error region (missed vs extra pixels) -> "include/exclude the <region> part",
    the region named from its centroid relative to the box;
 5. like a person, it says "undo" when its last command lowered Dice by more than 0.01, and never
@@ -61,6 +62,24 @@ def _side_word(screen_col_sign: int, geometry: SliceGeometry) -> str:
     return "left" if left is not None and left[1] == screen_col_sign else "right"
 
 
+def _vertical(screen_row_sign: int, geometry: SliceGeometry) -> str | None:
+    """The patient direction toward the screen's top (-1) or bottom (+1) (anterior on axial views), or None."""
+    return next((d for d in ("anterior", "posterior", "superior", "inferior")
+                 if geometry.screen_direction(d) == (screen_row_sign, 0)), None)
+
+
+def _vertical_move(screen_row_sign: int, geometry: SliceGeometry) -> str:
+    """"anteriorly", "superiorly", ... (screen "up"/"down" where the view has no such axis)."""
+    word = _vertical(screen_row_sign, geometry)
+    return f"{word}ly" if word else ("up" if screen_row_sign < 0 else "down")
+
+
+def _edge_word(screen_row_sign: int, geometry: SliceGeometry) -> str:
+    """"front"/"back" for the anterior/posterior edge; "top"/"bottom" otherwise (the grammar's screen edges)."""
+    word = _vertical(screen_row_sign, geometry)
+    return {"anterior": "front", "posterior": "back"}.get(word or "", "top" if screen_row_sign < 0 else "bottom")
+
+
 def next_utterance(mask: np.ndarray | None, box: Box | None, truth: np.ndarray, geometry: SliceGeometry) -> str | None:
     """What the language user says next, or None when nothing useful is left to say."""
     target = box_from_mask(truth)
@@ -77,14 +96,14 @@ def next_utterance(mask: np.ndarray | None, box: Box | None, truth: np.ndarray, 
     if max(abs(dx), abs(dy)) > max(3.0, 0.15 * max(width_mm, height_mm)):
         if abs(dx) >= abs(dy):
             return f"move {_side_word(1 if dx > 0 else -1, geometry)} {round(abs(dx))} mm"
-        return f"move {'down' if dy > 0 else 'up'} {round(abs(dy))} mm"
+        return f"move {_vertical_move(1 if dy > 0 else -1, geometry)} {round(abs(dy))} mm"
     ratio = float(np.sqrt(((box[2] - box[0] + 1) * col_mm / width_mm) * ((box[3] - box[1] + 1) * row_mm / height_mm)))
     if ratio > 1.15:
         return f"smaller by {round((1 - 1 / ratio) * 100)}%"
     if ratio < 0.87:
         return f"bigger by {round((1 / ratio - 1) * 100)}%"
-    edges = {  # outward-positive error of each screen edge, mm
-        "top": (box[1] - target[1]) * row_mm, "bottom": (target[3] - box[3]) * row_mm,
+    edges = {  # outward-positive error of each edge, mm, named in the patient's frame where the grammar has it
+        _edge_word(-1, geometry): (box[1] - target[1]) * row_mm, _edge_word(1, geometry): (target[3] - box[3]) * row_mm,
         _side_word(-1, geometry): (box[0] - target[0]) * col_mm, _side_word(1, geometry): (target[2] - box[2]) * col_mm,
     }
     edge, error = max(edges.items(), key=lambda item: abs(item[1]))
