@@ -237,7 +237,7 @@ def test_language_refinement_raises_dice_with_litemedsam(totalseg_dir: Path, tot
     volume = load_image(totalseg_dir / "example_ct.nii.gz")
     labels = load_labelmap_on(volume, totalseg_dir / "example_seg_fast_force_split.nii.gz")
     session = Session(volume, EmbeddingCache(litemedsam, disk_dir=embedding_cache_dir),
-                      reference=(labels, total_names), index=85)
+                      reference=(labels, total_names), index=85, volumetric=False)  # one slice: replies give 2D Dice
     truth = box_from_mask(display_slice(labels == 3, Plane.AXIAL, 85))
     geometry = session.current_image().geometry
     step = geometry.screen_direction("right")
