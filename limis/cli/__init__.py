@@ -83,7 +83,27 @@ def _run(argv: list[str] | None) -> int:
 
 
 def entry() -> None:
+    return_freed_memory()
     sys.exit(main())
+
+
+M_TRIM_THRESHOLD = -1  # glibc mallopt parameter (malloc.h)
+
+
+def return_freed_memory() -> None:
+    """Let glibc hand freed heap memory back to the system at once (a trim threshold of 0).
+
+    Its default keeps freed blocks for reuse and raises the threshold as large blocks come and
+    go, which held peak RSS of `limis segment` on the shared DICOM CT at 1.60 GB; trimming at once
+    measured 1.42 GB (same run time). Other C libraries lack `mallopt`: then nothing changes.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_TRIM_THRESHOLD, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 __all__ = ["app", "main", "entry", "typer"]
