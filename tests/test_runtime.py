@@ -51,3 +51,27 @@ def test_onnxruntime_embeddings_and_masks_equal_torch(litemedsam, tmp_path, monk
         onnx, eager = fast.segment(b, [prompt])[0], slow.segment(b, [prompt])[0]
         assert np.abs(onnx.logits - eager.logits).max() < 1e-3 and np.mean(onnx.mask != eager.mask) < 1e-3
         assert len(onnx.candidates) == len(eager.candidates)
+
+
+@pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime not installed (pip install 'limis[fast]')")
+def test_the_int8_encoder_is_written_once_and_stays_close_to_fp32(tmp_path, monkeypatch) -> None:
+    """onnxruntime-int8: the quantised encoder sits beside the fp32 export; embeddings close, box mask nearly equal."""
+    from limis.imaging import load_image
+    from limis.imaging.display import CT_WINDOWS, Plane, display_slice
+    from limis.imaging.phantom import make_phantom
+    from limis.segment.base import Prompt
+    from limis.segment.builders import build_litemedsam
+
+    monkeypatch.setenv("LIMIS_WEIGHTS_DIR", str(tmp_path / "weights"))
+    int8, fp32 = build_litemedsam(runtime="onnxruntime-int8"), build_litemedsam(runtime="onnxruntime")
+    quantised = list((tmp_path / "weights" / "onnx").glob("litemedsam_encoder_*_int8dyn.onnx"))
+    assert int8.runtime == "onnxruntime-int8" and len(quantised) == 1
+    assert not list((tmp_path / "weights" / "onnx").glob("*.partial")) + list((tmp_path / "weights" / "onnx").glob("*.prepared"))
+    volume = load_image(make_phantom(tmp_path / "phantom")["image"])
+    pixels = CT_WINDOWS["abdomen"].apply(display_slice(volume.array, Plane.AXIAL, volume.shape[2] // 2))
+    a, b = int8.embed([pixels])[0], fp32.embed([pixels])[0]
+    error = float(torch.linalg.norm(a.features - b.features) / torch.linalg.norm(b.features))
+    assert 1e-4 < error < 0.15  # quantised (not the fp32 file), yet close
+    box = (pixels.shape[1] * 0.3, pixels.shape[0] * 0.3, pixels.shape[1] * 0.7, pixels.shape[0] * 0.7)
+    mask_a, mask_b = int8.segment(a, [Prompt(box=box)])[0].mask, fp32.segment(b, [Prompt(box=box)])[0].mask
+    assert 2 * (mask_a & mask_b).sum() / (mask_a.sum() + mask_b.sum()) > 0.97

