@@ -148,6 +148,7 @@ class Session:
         self.future: list[SessionState] = []
         self.looked_for: tuple[str, ...] = ()  # the last structures asked for and not found ("it is here" finds them)
         self._composed: dict[str, tuple[ObjectState, np.ndarray]] = {}  # structure -> (its state, 3D mask of it)
+        self._truth: dict[str, np.ndarray] = {}  # structure -> its 3D reference mask (the reference never changes)
 
     def fork(self) -> "Session":
         """An independent session from this one's current state (snapshots are immutable, so they are shared)."""
@@ -231,8 +232,10 @@ class Session:
         name = structure or self.state.active
         if self.reference is None or name is None:
             return None
-        labels, names = self.reference
-        truth = np.isin(labels, label_ids(name, names))
+        if name not in self._truth:
+            labels, names = self.reference
+            self._truth[name] = np.isin(labels, label_ids(name, names))
+        truth = self._truth[name]
         return dice(self.structure_volume(name) if name in self.state.objects else np.zeros_like(truth), truth)
 
     # ---- the one entry point for language ----
