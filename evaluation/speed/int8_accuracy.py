@@ -1,6 +1,6 @@
 """int8 per LiteMedSAM component, decided on real slices: embeddings, box-prompt masks and speed against fp32.
 
-Usage: python evaluation/speed/int8_accuracy.py OUT_DIR
+Usage: python evaluation/speed/int8_accuracy.py OUT_DIR [COMPONENT]   (COMPONENT: encoder or decoder; default both)
 Calibration slices (static variants): every 16th slice of 8 BTCV patients of folds 1-3. Evaluation: every 6th
 slice of the 6 BTCV fold-0 patients, each organ with its reference box. For each variant: relative embedding
 error, per organ the mean change of Dice against the reference (int8 minus fp32) and the mean Dice between the
@@ -55,7 +55,7 @@ def slices(manifest, cases, every: int):
             yield pixels, {o: (box_from_mask(m), m) for o, m in organs.items() if m.any()}
 
 
-def main(out: Path) -> None:
+def main(out: Path, only: str | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     segmenter = build_litemedsam(runtime="onnxruntime")
     manifest = load_manifest(MANIFEST)
@@ -98,6 +98,8 @@ def main(out: Path) -> None:
     fp32_encoder, fp32_decoder, torch_decoder = segmenter.encoder, segmenter.mask_decoder, segmenter.model.mask_decoder
     results, timers = {}, {("encoder", "fp32"): fp32_encoder}
     for (component, variant), write in recipes.items():
+        if only and component != only:
+            continue
         source = encoder_fp32 if component == "encoder" else decoder_fp32
         path = out / f"{component}_{len(results)}.onnx"
         if not path.exists():
@@ -168,4 +170,4 @@ def _decode(segmenter, decoder, embedding, box):
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None)
