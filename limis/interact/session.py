@@ -386,10 +386,7 @@ class Session:
     def _store_trace(self, state: SessionState, structure: str, trace: StructureTrace) -> SessionState:
         """A fresh object from a 3D trace (largest connected component, as `limis segment` keeps), shown on the view."""
         plane = Plane(self.view.plane)
-        volume = np.zeros(self.volume.shape, dtype=bool)
-        for index, view in trace.masks.items():
-            insert_display_slice(volume, plane, index, view)
-        volume = largest_component(volume)
+        volume = largest_component(trace.volume(self.volume.shape, plane))
         masks = {(plane.value, i): display_slice(volume, plane, i).copy() for i in trace.masks}
         masks = {key: view for key, view in masks.items() if view.any()}
         boxes = {(plane.value, i): box for i, box in trace.boxes.items() if (plane.value, i) in masks}

@@ -63,6 +63,13 @@ class StructureTrace:
     def found(self) -> bool:
         return bool(self.masks)
 
+    def volume(self, shape: tuple[int, int, int], plane: Plane) -> np.ndarray:
+        """The slice masks as one canonical bool volume of `shape`."""
+        mask = np.zeros(shape, dtype=bool)
+        for index, view in self.masks.items():
+            insert_display_slice(mask, plane, index, view)
+        return mask
+
 
 @dataclass
 class VolumeSegmentation:
@@ -114,10 +121,7 @@ class GroundedPipeline:
     ) -> tuple[np.ndarray, float]:
         """Boolean canonical mask of one structure and the best detector score (0 if not found)."""
         trace = self.trace_structure(volume, structure, window, options, progress)
-        mask = np.zeros(volume.shape, dtype=bool)
-        for index, view in trace.masks.items():
-            insert_display_slice(mask, Plane(options.plane), index, view)
-        return mask, trace.score
+        return trace.volume(volume.shape, Plane(options.plane)), trace.score
 
     def trace_structure(
         self, volume: Volume, structure: str, window: Window, options: SegmentOptions,
@@ -141,10 +145,9 @@ class GroundedPipeline:
         known = self.detector.candidate_slices(structure, slice_axis(plane))
         if known is not None:  # oracle / manual: look exactly where the boxes are
             indices = known.tolist()
-        elif within is not None:
-            indices = list(within)
-        else:
-            indices = list(range(0, slice_count(volume.shape, plane), max(1, options.detect_stride)))
+        else:  # every n-th slice, or every slice of the region the user points at
+            every = range(0, slice_count(volume.shape, plane), max(1, options.detect_stride))
+            indices = list(within if within is not None else every)
         if within is not None:
             indices = [i for i in indices if i in within]
         images = [slice_image(volume, plane, i, window) for i in indices]
