@@ -110,10 +110,6 @@ class Robot:
         """Carry out one interaction; what was said or done, or None when this user has nothing left to do."""
         raise NotImplementedError
 
-    def worst_slice(self, prediction: np.ndarray) -> int:
-        """Axial index with the most wrong voxels (a missed structure: its largest reference slice)."""
-        return int(np.argmax((prediction ^ self.truth).sum(axis=(0, 1))))
-
     def ranked_slices(self, prediction: np.ndarray, limit: int = 5) -> list[int]:
         """Up to `limit` axial indices with wrong voxels, the worst first (a person scrolls to the worst few)."""
         wrong = (prediction ^ self.truth).sum(axis=(0, 1))
@@ -128,7 +124,10 @@ class ClickUser(Robot):
         from limis.eval.simulated_user import next_click
 
         prediction = screen.overlay(self.structure)
-        index = self.worst_slice(prediction)
+        worst = self.ranked_slices(prediction, limit=1)
+        if not worst:
+            return None
+        index = worst[0]
         click = next_click(self.on_slice(prediction, index), self.on_slice(self.truth, index))
         if click is None:
             return None
