@@ -70,3 +70,18 @@ def test_a_description_around_a_named_structure_is_not_cut_down_to_it(matcher: E
         with pytest.raises(PhraseRefusedError, match=f"knows only '{known}'; it segments whole structures"):
             resolve_phrase(phrase, matcher=matcher)
     assert resolve_phrase("gland behind the stomach", matcher=matcher)[0].structures == ("pancreas",)
+
+
+def test_the_encoder_reproduces_the_shipped_heads_text_table(matcher: EmbeddingMatcher) -> None:
+    """The head was trained on these exact vectors: an encoder change that moves them must fail here."""
+    import numpy as np
+
+    from limis.detect.lite_grounding import LiteGroundingModel, concept_text
+
+    model = LiteGroundingModel.load()
+    concepts = sorted(model.text_table)[:12]
+    stored = np.stack([model.text_table[c].numpy() for c in concepts])
+    fresh = matcher.encoder.encode([concept_text(c) for c in concepts])
+    assert fresh.shape == (12, 384)
+    np.testing.assert_allclose(np.linalg.norm(fresh, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(fresh, stored, atol=1e-5)

