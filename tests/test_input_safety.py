@@ -190,6 +190,20 @@ def test_duplicate_slice_positions_are_refused(tmp_path: Path) -> None:
         load_image(tmp_path)
 
 
+def test_a_series_with_a_missing_slice_is_refused_not_respaced(tmp_path: Path) -> None:
+    """ITK would spread 0, 2, 6 mm evenly (3 mm steps) and misplace the middle slice in silence."""
+    for name, z in (("a", 0.0), ("b", 2.0), ("c", 6.0)):
+        dicom_slice(tmp_path / f"{name}.dcm", series_uid="1.2.3.6", z=z)
+    with pytest.raises(ImageReadError, match="unevenly spaced"):
+        load_image(tmp_path)
+
+
+def test_rounded_slice_positions_still_load(tmp_path: Path) -> None:
+    for name, z in (("a", 0.0), ("b", 2.001), ("c", 3.999), ("d", 6.0)):
+        dicom_slice(tmp_path / f"{name}.dcm", series_uid="1.2.3.7", z=z)
+    assert load_image(tmp_path).source_shape == (4, 4, 4)
+
+
 def test_blank_uids_are_derived_from_the_content(tmp_path: Path) -> None:
     for z in (0.0, 2.0):
         dicom_slice(tmp_path / f"s{z:.0f}.dcm", series_uid="", study_uid="", z=z)
