@@ -218,19 +218,24 @@ def test_presence_thresholds_follow_held_out_false_positives() -> None:
 
     rng = np.random.default_rng(0)
     n = 400
-    truth = np.zeros((n, 3), dtype=np.float32)
+    truth = np.zeros((n, 4), dtype=np.float32)
     truth[:100, 0] = 1.0  # liver present on 100 slices
-    peak = rng.uniform(0.0, 0.4, size=(n, 3)).astype(np.float32)
+    peak = rng.uniform(0.0, 0.4, size=(n, 4)).astype(np.float32)
     peak[:100, 0] = 0.95
-    peak[100:110, 1] = 0.8  # kidney: confident false positives on 10 of 400 absent slices (2.5 %)
-    labelled = np.ones((n, 3), dtype=bool)
+    peak[100:110, 1] = 0.8  # kidney: confident false positives on 10 slices, all in one of 10 volumes
+    peak[[5, 45, 85, 125, 165, 205, 245, 285, 325, 365], 3] = 0.6  # bladder: one slice in every volume
+    labelled = np.ones((n, 4), dtype=bool)
     labelled[:, 2] = False  # a concept this dataset does not label: no evidence, no threshold
-    scores = {"concepts": np.array(["liver", "kidney", "colon"]), "peak": peak, "truth": truth, "labelled": labelled}
+    scores = {"concepts": np.array(["liver", "kidney", "colon", "urinary_bladder"]), "peak": peak, "truth": truth,
+              "labelled": labelled, "case": np.repeat([f"case_{i}" for i in range(10)], 40)}
     chosen = presence_thresholds(scores, default=0.5, fp_rate=0.01)
     assert 0.35 <= chosen["liver"] <= 0.95  # F2-optimal: at the absent-slice peaks (< 0.4), below every present one
-    assert chosen["kidney"] == pytest.approx(0.8, abs=1e-3) and "colon" not in chosen
+    assert "colon" not in chosen
+    # judged per volume: 1 slice in 40 (2.5 %) is a false claim in every volume, so the threshold clears them all
+    assert chosen["kidney"] == pytest.approx(0.81, abs=1e-3) and chosen["urinary_bladder"] == pytest.approx(0.61, abs=1e-3)
     rows = {row[0]: row for row in threshold_report(scores, chosen, 0.5)}
-    assert rows["liver"][5] == "1.000" and float(rows["kidney"][3]) <= 0.025
+    assert rows["liver"][7] == "1.000" and rows["kidney"][4] == 10 and rows["kidney"][5] == "0.000"
+    assert threshold_report(scores, {"kidney": 0.7}, 0.5)[1][5] == "0.100"  # the one volume it claims
 
 
 def test_sessions_share_the_model_not_state_and_detect_concurrently(tmp_path: Path) -> None:
@@ -263,3 +268,20 @@ def test_sessions_share_the_model_not_state_and_detect_concurrently(tmp_path: Pa
         answers = list(pool.map(lambda d: d.grid_probabilities(images, ["liver", "kidney"]), detectors))
     assert all(torch.equal(answer, serial[0]) for answer in answers)
     assert len({id(d._probabilities) for d in detectors}) == 8 and model.head.training is False
+
+
+def test_balanced_sampling_draws_rare_concepts_more_often_within_a_cap() -> None:
+    from limis.train.lite_grounding import MAX_SLICE_WEIGHT, sampling_weights
+
+    targets = torch.zeros(100, 3, 64, 64)
+    targets[:80, 0, :8, :8] = 1.0  # common concept on 80 slices
+    targets[80:85, 1, :8, :8] = 1.0  # rare concept on 5 slices (16x rarer)
+    targets[85:90, 2, :8, :8] = 1.0  # unlabelled concept: no evidence, no weight
+    labelled = torch.ones(100, 3, dtype=torch.bool)
+    labelled[:, 2] = False
+    chance = sampling_weights(targets, labelled, balance=0.5)
+    assert chance.sum() == pytest.approx(1.0)
+    assert chance[80] / chance[0] == pytest.approx(MAX_SLICE_WEIGHT)  # sqrt(16) = 4, at the cap
+    assert chance[85] == pytest.approx(chance[0]) and chance[95] == pytest.approx(chance[0])
+    milder = sampling_weights(targets, labelled, balance=0.25)
+    assert milder[80] / milder[0] == pytest.approx(2.0)

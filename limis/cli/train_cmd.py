@@ -75,6 +75,8 @@ def lite_grounding(
     lr: float = typer.Option(1e-3, "--lr"),
     zoom: float = typer.Option(0.15, "--zoom", help="Feature-space scale jitter (0 = off)."),
     seed: int = typer.Option(0, "--seed"),
+    balance: float = typer.Option(0.0, "--balance", help="Draw slices of rare concepts more often: weight "
+                                  "(commonest concept's slices / rarest present concept's)^BALANCE, capped at 4 (0 = uniform)."),
     slice_step: int = typer.Option(1, "--slice-step", help="Use every n-th slice (quick runs)."),
     cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE",
                                    help="Slice embeddings (the segmenter's own); reruns and evaluations skip the encoder."),
@@ -87,7 +89,7 @@ def lite_grounding(
     from limis.train.lite_grounding import LiteGroundingTrainConfig, cross_validate, train_lite_grounding, write_model_card
 
     config = LiteGroundingTrainConfig(data=tuple(data), steps=steps, batch_size=batch_size, lr=lr, zoom=zoom, seed=seed,
-                                      slice_step=slice_step)
+                                      balance=balance, slice_step=slice_step)
     if cv_folds:
         for path in cross_validate(config, [f.strip() for f in cv_folds.split(",")], out, cache_dir,
                                    say=lambda line: console.print(line, highlight=False)):
@@ -110,7 +112,8 @@ def calibrate_presence(
     scores: list[Path] = typer.Option(..., "--scores", help="heldout_slice_scores.npz files of a --cv-folds run."),
     head: Path = typer.Option(..., "--head", help="lite-grounding head to give the thresholds to."),
     out: Path = typer.Option(..., "--out", help="Where to write the head with per-concept presence thresholds."),
-    fp_rate: float = typer.Option(0.01, "--fp-rate", help="Held-out absent-slice false-positive rate to aim for."),
+    fp_rate: float = typer.Option(0.01, "--fp-rate", help="Share of held-out absent volumes a concept seen only "
+                                  "absent may claim (concepts seen present: the F2 choice over slices)."),
 ) -> None:
     """Per-concept presence thresholds from held-out slice scores (patients the scoring heads never trained on)."""
     from dataclasses import replace
@@ -134,7 +137,8 @@ def calibrate_presence(
         facts.update({"weights": out.name, "size_bytes": out.stat().st_size, "head_config": calibrated.config.__dict__,
                       "presence_calibration": calibrated.metadata["presence_calibration"]})
         out.with_suffix(".json").write_text(json.dumps(facts, indent=2))
-    table = markdown_table(["concept", "threshold", "absent slices", "false-positive rate", "slices present", "recall"],
+    table = markdown_table(["concept", "threshold", "absent slices", "false-positive rate", "absent volumes",
+                           "volumes claimed", "slices present", "recall"],
                            threshold_report(found, thresholds, model.config.presence_threshold))
     console.print(table, highlight=False)
     console.print(f"wrote {out}")

@@ -36,6 +36,7 @@ class LiteGroundingTrainConfig:
     width: int = 96
     dice_weight: float = 1.0
     zoom: float = 0.15  # feature-space scale jitter: the batch is zoomed by a factor in [1/(1+z), 1+z]
+    balance: float = 0.0  # slice sampling weight (most common concept's slices / rarest present concept's)^balance; 0 = uniform
     log_every: int = 50
     slice_step: int = 1  # use every n-th slice (quick runs and tests)
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -94,10 +95,27 @@ def zoom_batch(tensors: list[torch.Tensor], rng: np.random.Generator, zoom: floa
             for i, t in enumerate(tensors)]
 
 
+MAX_SLICE_WEIGHT = 4.0  # a concept seen on a few slices of one scan must not fill the batches
+
+
+def sampling_weights(targets: torch.Tensor, labelled: torch.Tensor, balance: float) -> np.ndarray:
+    """(N,) probabilities of drawing each slice: slices showing a rare concept are drawn more often.
+
+    `targets` (N, C, 64, 64) occupancy, `labelled` (N, C). A slice's weight is (n_max / n_c)^balance for
+    its rarest present concept c (n_c: slices where c fills at least half a cell), capped; 1 with none.
+    """
+    present = (targets.flatten(2).amax(-1) >= 0.5) & labelled
+    counts = present.sum(0).double()
+    rarity = torch.where(counts > 0, counts.max() / counts.clamp(min=1), torch.zeros_like(counts)) ** balance
+    weights = (present.double() * rarity).amax(1).clamp(min=1.0, max=MAX_SLICE_WEIGHT).numpy()
+    return weights / weights.sum()
+
+
 def train_head(data: TrainingSlices, config: LiteGroundingTrainConfig, run: TrainingRun | None,
                say: Progress = print, indices: np.ndarray | None = None) -> GroundingHead:
     """Fit a head on prepared slices (only `indices` when given); batches are a function of (seed, step)."""
     pool = np.arange(len(data.slices)) if indices is None else np.asarray(indices)
+    chance = sampling_weights(data.targets[pool], data.labelled[pool], config.balance) if config.balance else None
     table = text_table(data.concepts)
     text = torch.stack([table[c] for c in data.concepts])
     torch.manual_seed(config.seed)
@@ -107,7 +125,7 @@ def train_head(data: TrainingSlices, config: LiteGroundingTrainConfig, run: Trai
     running: list[float] = []
     for step in range(1, config.steps + 1):
         rng = np.random.default_rng([config.seed, step])
-        batch = torch.as_tensor(rng.choice(pool, size=min(config.batch_size, len(pool)), replace=False))
+        batch = torch.as_tensor(rng.choice(pool, size=min(config.batch_size, len(pool)), replace=False, p=chance))
         embeddings, coords, targets = zoom_batch(
             [data.embeddings[batch].float(), data.coords[batch], data.targets[batch].float()], rng, config.zoom)
         with torch.autocast("cpu", dtype=torch.bfloat16):  # measured 1.3x faster per step on CPU than fp32
@@ -204,7 +222,8 @@ def cross_validate(config: LiteGroundingTrainConfig, folds: list[str], out_dir: 
         path = model.save(out_dir / fold / "lite_grounding.safetensors")
         held = np.array([i for i, s in enumerate(data.slices) if s.split == fold])
         np.savez_compressed(out_dir / fold / "heldout_slice_scores.npz", concepts=np.array(data.concepts),
-                            modality=np.array([data.slices[i].modality for i in held]), **slice_scores(model, data, held))
+                            modality=np.array([data.slices[i].modality for i in held]),
+                            case=np.array([data.slices[i].case for i in held]), **slice_scores(model, data, held))
         written.append(path)
     return written
 

@@ -5,8 +5,10 @@ maximises slice-level F2 (recall weighted 4x over precision; present = the conce
 half a cell; absent = not at all; slivers in between are ignored). Recall comes first because a
 missed slice inside an organ cuts its 3D z-range, while the pipeline's longest-run rule already
 drops isolated false hits. Small organs get lower thresholds than large ones. A concept seen only
-absent (brain on abdominal scans) gets the (1 - fp_rate) quantile of its held-out peaks, never below
-the default.
+absent (brain, urinary bladder on abdominal scans) is judged per volume, because "not found" is a
+claim about the whole scan: its threshold sits just above the held-out absent volumes' peaks (all but
+the top `fp_rate` share), never below the default. A slice-level 1 % quantile let one volume in eight
+claim a bladder: a scan has ~100 slices.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from limis.errors import LimisError
 
 MIN_NEGATIVE_SLICES = 50  # fewer absent slices say too little about a concept's false positives
 MIN_POSITIVE_SLICES = 20  # fewer present slices say too little about its recall
+VOLUME_MARGIN = 0.01  # an absent-only concept's threshold lies this far above the held-out volume peak it excludes
 GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
 
 
@@ -32,13 +35,17 @@ def read_scores(paths: Sequence[Path]) -> dict[str, np.ndarray]:
     for path, part in zip(paths, parts):
         if [str(c) for c in part["concepts"]] != concepts:
             raise LimisError(f"{path}: another concept list than {paths[0]}; use scores of one cross-validation run.")
-    keys = ("peak", "truth", "labelled", "modality")
+    if any("case" not in part for part in parts):
+        raise LimisError("held-out slice scores without case ids (an older LIMIS wrote them); "
+                         "re-run `limis train lite-grounding --cv-folds ...`.")
+    keys = ("peak", "truth", "labelled", "modality", "case")
     return {"concepts": np.array(concepts), **{k: np.concatenate([p[k] for p in parts]) for k in keys}}
 
 
 def presence_thresholds(scores: dict[str, np.ndarray], default: float, fp_rate: float = 0.01,
-                        cap: float = 0.9) -> dict[str, float]:
-    """Concept -> peak threshold keeping held-out absent-slice false positives near `fp_rate`."""
+                        cap: float = 0.95) -> dict[str, float]:
+    """Concept -> peak threshold: F2 over held-out slices, or for absent-only concepts at most `fp_rate` of
+    held-out volumes claimed (`scores["case"]` names each slice's volume)."""
     chosen = {}
     for index, concept in enumerate(scores["concepts"]):
         labelled = scores["labelled"][:, index]
@@ -47,9 +54,18 @@ def presence_thresholds(scores: dict[str, np.ndarray], default: float, fp_rate: 
         if positive.sum() >= MIN_POSITIVE_SLICES and negative.sum() >= MIN_NEGATIVE_SLICES:
             chosen[str(concept)] = float(GRID[int(np.argmax([_f_beta(peak, positive, negative, t) for t in GRID]))])
         elif negative.sum() >= MIN_NEGATIVE_SLICES:
-            quantile = float(np.quantile(peak[negative], 1.0 - fp_rate))
-            chosen[str(concept)] = round(float(np.clip(quantile, default, cap)), 3)
+            volume_peaks = volume_maxima(peak[negative], scores["case"][labelled][negative])
+            excluded = float(np.quantile(volume_peaks, 1.0 - fp_rate, method="higher")) + VOLUME_MARGIN
+            chosen[str(concept)] = round(float(np.clip(excluded, default, cap)), 3)
     return chosen
+
+
+def volume_maxima(peak: np.ndarray, case: np.ndarray) -> np.ndarray:
+    """(V,) the highest slice peak of each volume, from per-slice `peak` (N,) and the slice's `case` (N,)."""
+    names, which = np.unique(case, return_inverse=True)
+    maxima = np.full(len(names), -np.inf)
+    np.maximum.at(maxima, which, peak)
+    return maxima
 
 
 def _f_beta(peak: np.ndarray, positive: np.ndarray, negative: np.ndarray, threshold: float, beta: float = 2.0) -> float:
@@ -62,7 +78,8 @@ def _f_beta(peak: np.ndarray, positive: np.ndarray, negative: np.ndarray, thresh
 
 
 def threshold_report(scores: dict[str, np.ndarray], thresholds: dict[str, float], default: float) -> list[list[object]]:
-    """Per concept: threshold, held-out false-positive slice rate and recall on slices it fills >= half a cell."""
+    """Per concept: threshold, held-out false-positive rate over absent slices and over wholly absent volumes,
+    and recall on slices it fills >= half a cell."""
     rows = []
     for index, concept in enumerate(scores["concepts"]):
         labelled = scores["labelled"][:, index]
@@ -71,7 +88,11 @@ def threshold_report(scores: dict[str, np.ndarray], thresholds: dict[str, float]
         threshold = thresholds.get(str(concept), default)
         peak, truth = scores["peak"][labelled, index], scores["truth"][labelled, index]
         negative, positive = truth == 0, truth >= 0.5
+        case = scores["case"][labelled]
+        absent_volumes = np.setdiff1d(case, case[truth > 0])
+        volume_peaks = volume_maxima(peak[np.isin(case, absent_volumes)], case[np.isin(case, absent_volumes)])
         rows.append([str(concept), threshold, int(negative.sum()),
                      f"{np.mean(peak[negative] >= threshold):.3f}" if negative.any() else "",
+                     len(absent_volumes), f"{np.mean(volume_peaks >= threshold):.3f}" if absent_volumes.size else "",
                      int(positive.sum()), f"{np.mean(peak[positive] >= threshold):.3f}" if positive.any() else ""])
     return rows
