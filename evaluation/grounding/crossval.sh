@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Cross-validation of the lite-grounding recipe on BTCV CT (24 patients) and CHAOS MR (15 patients), then the
 # shipped head. Every number in evaluation/grounding/RESULTS.md comes from this script.
-# Usage: bash evaluation/grounding/crossval.sh RUNS_DIR EMBEDDING_CACHE_DIR [STEPS]
+# Usage: bash evaluation/grounding/crossval.sh RUNS_DIR EMBEDDING_CACHE_DIR [TRAINING OPTIONS...]
+# (default: the shipped recipe; another recipe, e.g. `--steps 1600`, is cross-validated the same way).
 # Encoding every slice once (~2,400 LiteMedSAM encodes) is the slow part: ~30 min on 2 CPU cores with the
 # onnxruntime encoder, cached in EMBEDDING_CACHE_DIR and reused by training and every evaluation below.
 # On 2 cores run evaluations with OMP_NUM_THREADS=1 when several run at once (oversubscribed threads are 20x slower).
 set -euo pipefail
-RUNS=${1:?runs folder}; CACHE=${2:?embedding cache folder}; STEPS=${3:-1600}
+RUNS=${1:?runs folder}; CACHE=${2:?embedding cache folder}; shift 2
+RECIPE=("$@"); [ ${#RECIPE[@]} -gt 0 ] || RECIPE=(--steps 4800 --balance 0.5)
 D=evaluation/datasets
 FOLDS=fold0,fold1,fold2,fold3
 DATA=(--data "$D/btcv_abdomen_ct.yaml:$FOLDS" --data "$D/chaos_t2_mr.yaml:$FOLDS" --data "$D/grounding_train.yaml:train")
@@ -16,7 +18,7 @@ ABSENT=(--absent brain --absent urinary_bladder --absent femur_left --absent hum
 
 # 1. One head per fold, trained without that fold's CT and MR patients (fold k of both manifests), and its
 #    presence thresholds chosen on the other folds' held-out slices (never on its own fold).
-limis train lite-grounding "${DATA[@]}" --cv-folds "$FOLDS" --steps "$STEPS" --out "$RUNS/heads" --cache-dir "$CACHE"
+limis train lite-grounding "${DATA[@]}" --cv-folds "$FOLDS" "${RECIPE[@]}" --out "$RUNS/heads" --cache-dir "$CACHE"
 for fold in ${FOLDS//,/ }; do
   others=(); for f in ${FOLDS//,/ }; do [ "$f" != "$fold" ] && others+=(--scores "$RUNS/heads/$f/heldout_slice_scores.npz"); done
   limis train calibrate-presence "${others[@]}" --head "$RUNS/heads/$fold/lite_grounding.safetensors" \
@@ -47,7 +49,7 @@ limis eval compare $(for f in ${FOLDS//,/ }; do echo --text "$RUNS/chaos_t2_mr_t
   --target liver=0.85 --target spleen=0.85 --target kidney_left=0.85 --target kidney_right=0.85
 
 # 5. The shipped head: the same recipe on every patient, thresholds from all folds' held-out slices.
-limis train lite-grounding "${DATA[@]}" --steps "$STEPS" --out "$RUNS/final" --cache-dir "$CACHE"
+limis train lite-grounding "${DATA[@]}" "${RECIPE[@]}" --out "$RUNS/final" --cache-dir "$CACHE"
 limis train calibrate-presence $(for f in ${FOLDS//,/ }; do echo --scores "$RUNS/heads/$f/heldout_slice_scores.npz"; done) \
   --head "$RUNS/final/lite_grounding.safetensors" --out limis/detect/weights/lite_grounding.safetensors
 
