@@ -2,7 +2,7 @@
 # Cross-validation of the lite-grounding recipe on BTCV CT (24 patients) and CHAOS MR (15 patients), then the
 # shipped head. Every number in evaluation/grounding/RESULTS.md comes from this script.
 # Usage: bash evaluation/grounding/crossval.sh RUNS_DIR EMBEDDING_CACHE_DIR [TRAINING OPTIONS...]
-# (default: the shipped recipe; another recipe, e.g. `--steps 1600`, is cross-validated the same way).
+# (default: the candidate recipe of RESULTS.md; another recipe, e.g. `--steps 1600`, is cross-validated the same way).
 # Encoding every slice once (~2,400 LiteMedSAM encodes) is the slow part: ~30 min on 2 CPU cores with the
 # onnxruntime encoder, cached in EMBEDDING_CACHE_DIR and reused by training and every evaluation below.
 # On 2 cores run evaluations with OMP_NUM_THREADS=1 when several run at once (oversubscribed threads are 20x slower).
