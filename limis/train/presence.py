@@ -54,17 +54,22 @@ def presence_thresholds(scores: dict[str, np.ndarray], default: float, fp_rate: 
         if positive.sum() >= MIN_POSITIVE_SLICES and negative.sum() >= MIN_NEGATIVE_SLICES:
             chosen[str(concept)] = float(GRID[int(np.argmax([_f_beta(peak, positive, negative, t) for t in GRID]))])
         elif negative.sum() >= MIN_NEGATIVE_SLICES:
-            volume_peaks = volume_maxima(peak[negative], scores["case"][labelled][negative])
-            excluded = float(np.quantile(volume_peaks, 1.0 - fp_rate, method="higher")) + VOLUME_MARGIN
-            chosen[str(concept)] = round(float(np.clip(excluded, default, cap)), 3)
+            volume_peaks = absent_volume_peaks(peak, truth, scores["case"][labelled])
+            if volume_peaks.size:  # present in every volume, yet too rarely to judge: the default stays
+                excluded = float(np.quantile(volume_peaks, 1.0 - fp_rate, method="higher")) + VOLUME_MARGIN
+                chosen[str(concept)] = round(float(np.clip(excluded, default, cap)), 3)
     return chosen
 
 
-def volume_maxima(peak: np.ndarray, case: np.ndarray) -> np.ndarray:
-    """(V,) the highest slice peak of each volume, from per-slice `peak` (N,) and the slice's `case` (N,)."""
-    names, which = np.unique(case, return_inverse=True)
+def absent_volume_peaks(peak: np.ndarray, truth: np.ndarray, case: np.ndarray) -> np.ndarray:
+    """(V,) the highest slice peak of each volume the concept is wholly absent from (no slice with truth > 0).
+
+    `peak`, `truth` and `case` (the slice's volume) are per slice (N,); V may be 0.
+    """
+    absent = ~np.isin(case, case[truth > 0])
+    names, which = np.unique(case[absent], return_inverse=True)
     maxima = np.full(len(names), -np.inf)
-    np.maximum.at(maxima, which, peak)
+    np.maximum.at(maxima, which, peak[absent])
     return maxima
 
 
@@ -88,11 +93,9 @@ def threshold_report(scores: dict[str, np.ndarray], thresholds: dict[str, float]
         threshold = thresholds.get(str(concept), default)
         peak, truth = scores["peak"][labelled, index], scores["truth"][labelled, index]
         negative, positive = truth == 0, truth >= 0.5
-        case = scores["case"][labelled]
-        absent_volumes = np.setdiff1d(case, case[truth > 0])
-        volume_peaks = volume_maxima(peak[np.isin(case, absent_volumes)], case[np.isin(case, absent_volumes)])
+        volume_peaks = absent_volume_peaks(peak, truth, scores["case"][labelled])
         rows.append([str(concept), threshold, int(negative.sum()),
                      f"{np.mean(peak[negative] >= threshold):.3f}" if negative.any() else "",
-                     len(absent_volumes), f"{np.mean(volume_peaks >= threshold):.3f}" if absent_volumes.size else "",
+                     len(volume_peaks), f"{np.mean(volume_peaks >= threshold):.3f}" if volume_peaks.size else "",
                      int(positive.sum()), f"{np.mean(peak[positive] >= threshold):.3f}" if positive.any() else ""])
     return rows
