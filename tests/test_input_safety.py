@@ -198,10 +198,13 @@ def test_a_series_with_a_missing_slice_is_refused_not_respaced(tmp_path: Path) -
         load_image(tmp_path)
 
 
-def test_rounded_slice_positions_still_load(tmp_path: Path) -> None:
-    for name, z in (("a", 0.0), ("b", 2.001), ("c", 3.999), ("d", 6.0)):
-        dicom_slice(tmp_path / f"{name}.dcm", series_uid="1.2.3.7", z=z)
-    assert load_image(tmp_path).source_shape == (4, 4, 4)
+@pytest.mark.parametrize("positions", [(0.0, 2.001, 3.999, 6.0),
+                                       (0.0, 0.62, 1.25, 1.87, 2.5)])  # 0.625 mm stored to 0.01 mm: steps 0.62/0.63
+def test_rounded_slice_positions_still_load(tmp_path: Path, positions: tuple[float, ...]) -> None:
+    """Each slice lies within 0.005 mm of the even grid ITK builds, so none is misplaced."""
+    for index, z in enumerate(positions):
+        dicom_slice(tmp_path / f"s{index}.dcm", series_uid="1.2.3.7", z=z)
+    assert load_image(tmp_path).source_shape == (4, 4, len(positions))
 
 
 def test_blank_uids_are_derived_from_the_content(tmp_path: Path) -> None:

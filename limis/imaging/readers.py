@@ -397,7 +397,7 @@ def _largest_series(datasets: list, source: str) -> tuple[list, str | None]:
                     "to read another, point to a folder or .zip holding only that series")
 
 
-SPACING_TOLERANCE = 0.01  # slice steps may differ by 1% of the median step (rounded positions), no more
+GRID_TOLERANCE = 0.1  # a slice may lie 10% of a step off the even first-to-last grid (rounded positions), no more
 
 
 def _sorted_by_position(names: list[str], series: list, source: str) -> list[str]:
@@ -417,7 +417,9 @@ def _sorted_by_position(names: list[str], series: list, source: str) -> list[str
         repeats = int(np.count_nonzero(np.abs(steps) < 1e-3))
         raise ImageReadError(f"{source}: {len(ordered)} slices of one series but {repeats} share a position with another "
                              "(duplicates or two acquisitions under one SeriesInstanceUID); keep one copy of each slice.")
-    if len(steps) > 1 and np.ptp(steps) > SPACING_TOLERANCE * float(np.median(steps)):
+    placed = np.array([position[name] for name in ordered])
+    grid = np.linspace(placed[0], placed[-1], len(placed))  # where ITK puts them: one step from first to last
+    if len(steps) > 1 and np.max(np.abs(placed - grid)) > GRID_TOLERANCE * float(np.mean(steps)):
         # one affine cannot hold a gap: ITK would spread the slices evenly and misplace every one past it
         raise ImageReadError(f"{source}: slices are unevenly spaced ({np.min(steps):.3g} to {np.max(steps):.3g} mm apart: "
                              "a missing slice or mixed reconstructions); re-export the complete series, or resample it "
