@@ -198,8 +198,10 @@ def test_train_lite_grounding_cli_learns_and_loads(totalseg_dir: Path, tmp_path:
 
     out = tmp_path / "run"
     code = main(["train", "lite-grounding", "--data", f"{MANIFEST}:train", "--out", str(out),
-                 "--slice-step", "16", "--steps", "120", "--batch-size", "4", "--cache-dir", str(tmp_path / "embeddings")])
+                 "--slice-step", "16", "--steps", "120", "--batch-size", "4", "--precision", "fp32",
+                 "--cache-dir", str(tmp_path / "embeddings")])
     assert code == 0
+    assert json.loads((out / "run.json").read_text())["config"]["precision"] == "fp32"
     with (out / "metrics.csv").open() as handle:
         losses = [float(row["loss"]) for row in csv.DictReader(handle)]
     assert losses[-1] < 0.7 * losses[0]
@@ -285,3 +287,33 @@ def test_balanced_sampling_draws_rare_concepts_more_often_within_a_cap() -> None
     assert chance[85] == pytest.approx(chance[0]) and chance[95] == pytest.approx(chance[0])
     milder = sampling_weights(targets, labelled, balance=0.25)
     assert milder[80] / milder[0] == pytest.approx(2.0)
+
+
+def test_precision_reaches_the_training_step() -> None:
+    """fp32 and bf16 steps train different heads; the same precision and seed train the same head."""
+    from limis.train.lite_grounding import LiteGroundingTrainConfig, train_head
+    from limis.train.lite_grounding_data import SliceRecord, TrainingSlices
+
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.zeros(4, 2, 64, 64, dtype=torch.float16)
+    targets[:, 0, 20:40, 20:40] = 1.0
+    data = TrainingSlices(torch.randn(4, 256, 64, 64, generator=generator).half(), torch.randn(4, 5, 64, 64, generator=generator),
+                          targets, torch.ones(4, 2, dtype=torch.bool), ["liver", "spleen"],
+                          [SliceRecord("case", i, "CT", "train") for i in range(4)])
+
+    def trained(precision: str) -> torch.Tensor:
+        config = LiteGroundingTrainConfig(data=(), steps=2, batch_size=1, width=8, zoom=0.0, precision=precision)
+        return torch.cat([p.detach().flatten() for p in train_head(data, config, None, say=lambda line: None).parameters()])
+
+    fp32 = trained("fp32")
+    assert torch.equal(fp32, trained("fp32")) and not torch.equal(fp32, trained("bf16"))
+
+
+def test_unknown_precision_is_one_line_before_any_loading(tmp_path: Path, capsys) -> None:
+    from made_inputs import one_error_line
+
+    from limis.cli import main
+
+    code = main(["train", "lite-grounding", "--data", f"{MANIFEST}:train", "--out", str(tmp_path / "run"), "--precision", "fp16"])
+    assert code == 2 and "fp16" in one_error_line(capsys)
+    assert not (tmp_path / "run").exists()
