@@ -59,9 +59,12 @@ def test_the_int8_encoder_is_written_once_and_stays_close_to_fp32(tmp_path, monk
     from limis.imaging import load_image
     from limis.imaging.display import CT_WINDOWS, Plane, display_slice
     from limis.imaging.phantom import make_phantom
+    from limis.segment import runtime
     from limis.segment.base import Prompt
     from limis.segment.builders import build_litemedsam
 
+    vnni = runtime.int8_validated_cpu()
+    monkeypatch.setattr(runtime, "int8_validated_cpu", lambda: True)  # the export and its reuse, on every CPU
     monkeypatch.setenv("LIMIS_WEIGHTS_DIR", str(tmp_path / "weights"))
     int8, fp32 = build_litemedsam(runtime="onnxruntime-int8"), build_litemedsam(runtime="onnxruntime")
     quantised = list((tmp_path / "weights" / "onnx").glob("litemedsam_encoder_*_int8dyn.onnx"))
@@ -71,7 +74,19 @@ def test_the_int8_encoder_is_written_once_and_stays_close_to_fp32(tmp_path, monk
     pixels = CT_WINDOWS["abdomen"].apply(display_slice(volume.array, Plane.AXIAL, volume.shape[2] // 2))
     a, b = int8.embed([pixels])[0], fp32.embed([pixels])[0]
     error = float(torch.linalg.norm(a.features - b.features) / torch.linalg.norm(b.features))
-    assert 1e-4 < error < 0.15  # quantised (not the fp32 file), yet close
+    assert 1e-4 < error < (0.15 if vnni else 0.25)  # quantised (not the fp32 file), yet close (AVX2 saturates: 0.19)
     box = (pixels.shape[1] * 0.3, pixels.shape[0] * 0.3, pixels.shape[1] * 0.7, pixels.shape[0] * 0.7)
     mask_a, mask_b = int8.segment(a, [Prompt(box=box)])[0].mask, fp32.segment(b, [Prompt(box=box)])[0].mask
-    assert 2 * (mask_a & mask_b).sum() / (mask_a.sum() + mask_b.sum()) > 0.97
+    assert 2 * (mask_a & mask_b).sum() / (mask_a.sum() + mask_b.sum()) > (0.97 if vnni else 0.9)  # AVX2: 0.94
+
+
+def test_int8_is_refused_on_a_cpu_where_it_was_not_validated(tmp_path, monkeypatch) -> None:
+    """Without VNNI the int8 encoder moved two organs' Dice by more than 0.005: one line, nothing exported."""
+    from limis.segment import runtime
+    from limis.segment.builders import build_litemedsam
+
+    monkeypatch.setattr(runtime, "int8_validated_cpu", lambda: False)
+    monkeypatch.setenv("LIMIS_WEIGHTS_DIR", str(tmp_path / "weights"))
+    with pytest.raises(LimisError, match="VNNI.*--runtime onnxruntime"):
+        build_litemedsam(runtime="onnxruntime-int8")
+    assert not (tmp_path / "weights" / "onnx").exists()

@@ -1,6 +1,7 @@
 """int8 per LiteMedSAM component, decided on real slices: embeddings, box-prompt masks and speed against fp32.
 
-Usage: python evaluation/speed/int8_accuracy.py OUT_DIR [COMPONENT]   (COMPONENT: encoder or decoder; default both)
+Usage: python evaluation/speed/int8_accuracy.py OUT_DIR [SELECTION]   (variants whose 'component: variant' name
+contains SELECTION, e.g. encoder, decoder or 'encoder: dynamic int8 MatMul,'; default all)
 Calibration slices (static variants): every 16th slice of 8 BTCV patients of folds 1-3. Evaluation: every 6th
 slice of the 6 BTCV fold-0 patients, each organ with its reference box. For each variant: relative embedding
 error, per organ the mean change of Dice against the reference (int8 minus fp32) and the mean Dice between the
@@ -80,8 +81,12 @@ def main(out: Path, only: str | None = None) -> None:
     static = dict(quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                   weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
     recipes = {  # component, variant -> writer
-        ("encoder", "dynamic int8 MatMul (shipped as onnxruntime-int8)"): lambda src, dst: quantize_dynamic(
-            src, dst, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8, per_channel=True),
+        ("encoder", "dynamic int8 MatMul, 7-bit weight range (tried for CPUs without VNNI)"):
+            lambda src, dst: quantize_dynamic(src, dst, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
+                                              per_channel=True, reduce_range=True),
+        ("encoder", "dynamic int8 MatMul, full weight range (shipped as onnxruntime-int8, VNNI CPUs only)"):
+            lambda src, dst: quantize_dynamic(src, dst, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
+                                              per_channel=True),
         ("encoder", "dynamic int8 MatMul + Conv"): lambda src, dst: quantize_dynamic(
             src, dst, op_types_to_quantize=["MatMul", "Conv"], weight_type=QuantType.QInt8, per_channel=True),
         ("encoder", "static int8 Conv (calibrated)"): lambda src, dst: quantize_static(
@@ -98,10 +103,10 @@ def main(out: Path, only: str | None = None) -> None:
     fp32_encoder, fp32_decoder, torch_decoder = segmenter.encoder, segmenter.mask_decoder, segmenter.model.mask_decoder
     results, timers = {}, {("encoder", "fp32"): fp32_encoder}
     for (component, variant), write in recipes.items():
-        if only and component != only:
+        if only and only not in f"{component}: {variant}":
             continue
         source = encoder_fp32 if component == "encoder" else decoder_fp32
-        path = out / f"{component}_{len(results)}.onnx"
+        path = out / f"{component}_{list(recipes).index((component, variant))}.onnx"
         if not path.exists():
             write(str(prepared(source)), str(path))
         session = _session(path)

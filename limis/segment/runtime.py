@@ -9,8 +9,9 @@ decoder a lone click asks for, stay in torch. `onnxruntime-int8` replaces the en
 weights by per-channel int8 with dynamically quantised activations (onnxruntime's
 `quantize_dynamic`, written once beside the fp32 export): embeddings within ~7% relative error,
 box-prompt Dice per organ within 0.003 of fp32 on BTCV validation slices and ~1.4x faster on 2
-threads (`evaluation/speed/int8_accuracy.py`); static int8 of the convolutions lost up to 0.12 Dice
-per organ and was slower, so it is not offered. OpenVINO was measured too (a little faster on
+threads (`evaluation/speed/int8_accuracy.py`), measured on a CPU with VNNI; on an AVX2 CPU without VNNI
+two organs lost more than 0.005, so there it is refused (`int8_validated_cpu`); static int8 of the
+convolutions lost up to 0.12 Dice per organ and was slower, so it is not offered. OpenVINO was measured too (a little faster on
 2 cores) but its Python package turns on usage telemetry at import unless the user opted out,
 so LIMIS does not import it.
 """
@@ -46,9 +47,22 @@ def choose_runtime(runtime: str, device: str) -> str:
         raise LimisError("the onnxruntime runtime is not installed: pip install 'limis[fast]' (or use --runtime torch).")
     if runtime in ONNX_RUNTIMES and not on_cpu:
         raise LimisError(f"--runtime {runtime} runs on the CPU; use --device cpu or --runtime torch.")
+    if runtime == "onnxruntime-int8" and not int8_validated_cpu():
+        raise LimisError("--runtime onnxruntime-int8 keeps Dice within 0.005 of fp32 only on CPUs with VNNI; this CPU "
+                         "has none (measured here: stomach -0.006, pancreas -0.004, spleen -0.006); use --runtime onnxruntime.")
     if runtime == "auto":
         return "onnxruntime" if on_cpu and onnxruntime_available() else "torch"
     return runtime
+
+
+def int8_validated_cpu() -> bool:
+    """True on CPUs with VNNI int8 dot products, where the int8 encoder passed the accuracy rule.
+
+    Without VNNI (AVX2 only) onnxruntime's u8 x s8 kernel saturates: measured on an AMD EPYC (AVX2), the
+    embedding error was 15% and two organs lost more than 0.005 Dice, also with 7-bit weights
+    (evaluation/speed/RESULTS.md).
+    """
+    return torch.cpu._is_vnni_supported()
 
 
 class OnnxEncoder:
