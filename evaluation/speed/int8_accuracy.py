@@ -102,11 +102,11 @@ def main(out: Path, only: str | None = None) -> None:
         reference.append((embedding, {o: segmenter.segment(embedding, [Prompt(box=b)])[0].mask for o, (b, _) in organs.items()}))
     fp32_encoder, fp32_decoder, torch_decoder = segmenter.encoder, segmenter.mask_decoder, segmenter.model.mask_decoder
     results, timers = {}, {("encoder", "fp32"): fp32_encoder}
-    for (component, variant), write in recipes.items():
+    for number, ((component, variant), write) in enumerate(recipes.items()):
         if only and only not in f"{component}: {variant}":
             continue
         source = encoder_fp32 if component == "encoder" else decoder_fp32
-        path = out / f"{component}_{list(recipes).index((component, variant))}.onnx"
+        path = out / f"{component}_{number}.onnx"
         if not path.exists():
             write(str(prepared(source)), str(path))
         session = _session(path)

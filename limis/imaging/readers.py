@@ -412,12 +412,12 @@ def _sorted_by_position(names: list[str], series: list, source: str) -> list[str
         raise ImageReadError(f"{source}: unreadable "
                              f"ImageOrientationPatient/ImagePositionPatient ({_short(error)}); re-export the series.") from error
     ordered = sorted(names, key=lambda name: position[name])
-    steps = np.diff([position[name] for name in ordered])
+    placed = np.array([position[name] for name in ordered])
+    steps = np.diff(placed)
     if len(steps) and np.min(np.abs(steps)) < 1e-3:
         repeats = int(np.count_nonzero(np.abs(steps) < 1e-3))
         raise ImageReadError(f"{source}: {len(ordered)} slices of one series but {repeats} share a position with another "
                              "(duplicates or two acquisitions under one SeriesInstanceUID); keep one copy of each slice.")
-    placed = np.array([position[name] for name in ordered])
     grid = np.linspace(placed[0], placed[-1], len(placed))  # where ITK puts them: one step from first to last
     if len(steps) > 1 and np.max(np.abs(placed - grid)) > GRID_TOLERANCE * float(np.mean(steps)):
         # one affine cannot hold a gap: ITK would spread the slices evenly and misplace every one past it
