@@ -49,7 +49,7 @@ def choose_runtime(runtime: str, device: str) -> str:
         raise LimisError(f"--runtime {runtime} runs on the CPU; use --device cpu or --runtime torch.")
     if runtime == "onnxruntime-int8" and not int8_validated_cpu():
         raise LimisError("--runtime onnxruntime-int8 keeps Dice within 0.005 of fp32 only on CPUs with VNNI; this CPU "
-                         "has none (measured here: stomach -0.006, pancreas -0.004, spleen -0.006); use --runtime onnxruntime.")
+                         "has none (measured on such a CPU: spleen -0.0056, stomach -0.0054); use --runtime onnxruntime.")
     if runtime == "auto":
         return "onnxruntime" if on_cpu and onnxruntime_available() else "torch"
     return runtime

@@ -24,6 +24,7 @@ from limis.train.lite_grounding_data import DataSource, TrainingSlices, load_tra
 from limis.train.run_folder import TrainingRun
 
 Progress = Callable[[str], None]
+PRECISIONS = ("bf16", "fp32")  # autocast of the training step (see LiteGroundingTrainConfig.precision)
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,6 @@ class LiteGroundingTrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise LimisError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}.")
-
-
-PRECISIONS = ("bf16", "fp32")
 
 
 def native_cpu_bf16() -> bool:
