@@ -183,3 +183,19 @@ def test_2d_picture_sizes_are_pixels_not_ml(tmp_path: Path, box_segmenter, monke
     assert code == 0
     (row,) = json.loads(capsys.readouterr().out)["structures"]
     assert row["found"] and row["area_pixels"] == row["voxels"] > 0 and "volume_ml" not in row
+
+
+def test_cache_files_appear_whole_with_several_writers(tmp_path: Path) -> None:
+    """Two writers of one cache file at once each write their own temporary; a failed write leaves nothing."""
+    from limis.staging import replaced_on_success
+
+    target = tmp_path / "entry.pt"
+    with replaced_on_success(target) as first, replaced_on_success(target) as second:
+        assert first != second and first.parent == second.parent == tmp_path
+        first.write_bytes(b"first, complete")
+        second.write_bytes(b"second, complete")
+    assert target.read_bytes() == b"first, complete"  # the writer that finished last (the outer block) wins
+    with pytest.raises(RuntimeError), replaced_on_success(target) as partial:
+        partial.write_bytes(b"half")
+        raise RuntimeError("encoder failed")
+    assert target.read_bytes() == b"first, complete" and sorted(tmp_path.iterdir()) == [target]

@@ -11,6 +11,7 @@ import torch
 
 from limis.imaging.slice_image import SliceImage
 from limis.segment.base import Embedding, Segmenter
+from limis.staging import replaced_on_success
 
 DEFAULT_CACHE_BYTES = 1 << 30
 
@@ -102,11 +103,9 @@ class EmbeddingCache:
         path = self._disk_path(key)
         if path is None or not isinstance(embedding.features, torch.Tensor):
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".tmp")
-        torch.save({"features": embedding.features.cpu(), "original_size": list(embedding.original_size),
-                    "input_size": list(embedding.input_size)}, str(partial))
-        partial.replace(path)
+        with replaced_on_success(path) as partial:  # demo sessions or test workers may write one key at once
+            torch.save({"features": embedding.features.cpu(), "original_size": list(embedding.original_size),
+                        "input_size": list(embedding.input_size)}, str(partial))
 
     def _put(self, key: tuple, embedding: Embedding) -> None:
         self._store[key] = embedding

@@ -18,6 +18,7 @@ so LIMIS does not import it.
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from limis.errors import LimisError
+from limis.staging import replaced_on_success
 
 RUNTIMES = ("auto", "torch", "onnxruntime", "onnxruntime-int8")
 ONNX_RUNTIMES = ("onnxruntime", "onnxruntime-int8")
@@ -147,12 +149,11 @@ def quantised_once(fp32_export: Path) -> Path:
     path = int8_encoder_path(fp32_export)
     if path.is_file():
         return path
-    prepared, partial = path.with_suffix(".prepared"), path.with_suffix(".partial")
-    quant_pre_process(str(fp32_export), str(prepared))
-    quantize_dynamic(str(prepared), str(partial), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
-                     per_channel=True)
-    prepared.unlink()
-    partial.replace(path)
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch, replaced_on_success(path) as partial:
+        prepared = Path(scratch) / "prepared.onnx"  # shape-inferred input of the quantiser, removed afterwards
+        quant_pre_process(str(fp32_export), str(prepared))
+        quantize_dynamic(str(prepared), str(partial), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
+                         per_channel=True)
     return path
 
 
@@ -176,13 +177,10 @@ def _export_once(module: torch.nn.Module, example: tuple, path: Path, inputs: li
     """Write the ONNX export to `path` unless it is there; a partial file never takes its place."""
     if path.is_file():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    with warnings.catch_warnings(), torch.no_grad():  # tracer notes about shape asserts in TinyViT
-        warnings.simplefilter("ignore")
+    with replaced_on_success(path) as partial, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer notes about shape asserts in TinyViT
         torch.onnx.export(module.eval(), example, str(partial), dynamo=False, input_names=inputs, output_names=outputs,
                           dynamic_axes=dynamic or None, opset_version=17)
-    partial.replace(path)
 
 
 def _session(path: Path):
