@@ -18,6 +18,11 @@ console = Console()
 console_err = Console(stderr=True)
 
 
+def print_written(path) -> None:
+    """`wrote PATH` on stdout, never wrapped at the terminal width or read as markup (scripts grep these lines)."""
+    console.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
+
+
 def print_reader_warnings(volume) -> None:
     """Print, one line each on stderr, what the reader changed or chose (NaN voxels replaced, one series of several)."""
     print_warnings(volume.metadata.get("warnings", []))

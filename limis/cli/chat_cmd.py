@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from limis.cli.app import app, console, print_reader_warnings
+from limis.cli.app import app, console, print_reader_warnings, print_written
 from limis.cli.options import (
     DEFAULTS,
     CacheDirOption,
@@ -93,7 +93,7 @@ def chat(
                         structures=sorted(names.values()), outputs=[p.name for p in [*files, report_path(out)]])
         files[report_path(out)] = report_bytes(record)
         for path in commit_files(files):
-            console.print(f"wrote {path}")
+            print_written(path)
     elif session.state.done:
         console.print("[yellow]nothing segmented: no mask written.[/]")
     else:

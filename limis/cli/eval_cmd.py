@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from limis.cli.app import app, console
+from limis.cli.app import app, console, print_written
 from limis.cli.options import (
     DEFAULTS,
     CacheDirOption,
@@ -54,7 +54,7 @@ def accuracy(
     summary = run_accuracy(manifest, split, mode, structures or None, out, models.build_segmenter(), factory, tolerance_mm, turns,
                            cache_dir=cache_dir, absent=list(absent or []))
     console.print((out / mode / "summary.md").read_text() if summary else "no rows (nothing to evaluate).")
-    console.print(f"wrote {out / mode}")
+    print_written(out / mode)
 
 
 @eval_app.command("interaction", epilog="Example: limis eval interaction --dataset evaluation/datasets/btcv_abdomen_ct.yaml "
@@ -172,4 +172,4 @@ def compare(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(table + "\n")
-        console.print(f"wrote {out}")
+        print_written(out)

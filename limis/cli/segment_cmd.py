@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from limis.cli.app import app, console, print_reader_warnings
+from limis.cli.app import app, console, print_reader_warnings, print_written
 from limis.cli.options import (
     DEFAULTS,
     CacheDirOption,
@@ -160,6 +160,6 @@ def _report(rows: list[dict], written: list[Path], as_json: bool, size_key: str)
             table.add_row(row["structure"], "-", "-", "-", "[yellow]not found in this image[/]")
     console.print(table)
     for path in written:
-        console.print(f"wrote {path}")
+        print_written(path)
     if not written:
         console.print("[yellow]nothing found: no mask written.[/]")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from limis.cli.app import app, console
+from limis.cli.app import app, console, print_written
 
 train_app = typer.Typer(help="Train text->box detectors on 2D slices of labelled volumes.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -95,14 +95,14 @@ def lite_grounding(
     if cv_folds:
         for path in cross_validate(config, [f.strip() for f in cv_folds.split(",")], out, cache_dir,
                                    say=lambda line: console.print(line, highlight=False)):
-            console.print(f"wrote {path}")
+            print_written(path)
         return
     model, run = train_lite_grounding(config, out, cache_dir, say=lambda line: console.print(line, highlight=False))
     targets = [out / "lite_grounding.safetensors"] + ([default_weights()] if install else [])
     for path in targets:
         model.save(path)
         write_model_card(model, path, run)
-        console.print(f"wrote {path}")
+        print_written(path)
 
 
 @train_app.command(
@@ -143,4 +143,4 @@ def calibrate_presence(
                            "volumes claimed", "slices present", "recall"],
                            threshold_report(found, thresholds, model.config.presence_threshold))
     console.print(table, highlight=False)
-    console.print(f"wrote {out}")
+    print_written(out)
