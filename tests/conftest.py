@@ -13,6 +13,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: the cores are shared out, never oversubscribed
+    THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)  # also for the CLI and demo subprocesses the tests start
+    torch.set_num_threads(THREADS)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -65,8 +69,13 @@ def lps_copy(totalseg_dir: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def embedding_cache_dir(tmp_path_factory) -> Path:
-    """One on-disk embedding cache for the whole test session, so each CT slice is encoded once."""
-    folder = tmp_path_factory.mktemp("embeddings")
+    """One on-disk embedding cache for the whole test run, so each CT slice is encoded once.
+
+    Under pytest -n the workers' temporary folders share a parent, and the cache lives there.
+    """
+    root = tmp_path_factory.getbasetemp()
+    folder = (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "embeddings"
+    folder.mkdir(exist_ok=True)
     os.environ["LIMIS_EMBEDDING_CACHE"] = str(folder)
     return folder
 
