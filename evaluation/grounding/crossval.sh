@@ -6,8 +6,10 @@
 # Encoding every slice once (~2,400 LiteMedSAM encodes) is the slow part: ~30 min on 2 CPU cores with the
 # onnxruntime encoder, cached in EMBEDDING_CACHE_DIR and reused by training and every evaluation below.
 # On 2 cores run evaluations with OMP_NUM_THREADS=1 when several run at once (oversubscribed threads are 20x slower).
-# Training is bf16 (the recipe): fast on CPUs with AVX512-BF16/AMX (1600 steps took ~6 min on one), ~35x slower on AVX2
-# (torch emulates bf16). Each training process holds every embedding (~8 GB at its peak): two at once fit in 24 GB.
+# Training is bf16 (the recipe): fast on CPUs with AVX512-BF16/AMX (0.48 s per step on one core of an AVX512-BF16 EPYC,
+# ~40 min per 4800-step head), ~35x slower on AVX2 (torch emulates bf16). A training process peaks at ~12 GB while it
+# loads the embeddings and holds ~7.5 GB while it trains: in 24 GB start a second one only after the first has loaded
+# (two loading at once were OOM-killed).
 set -euo pipefail
 RUNS=${1:?runs folder}; CACHE=${2:?embedding cache folder}; shift 2
 RECIPE=("$@"); [ ${#RECIPE[@]} -gt 0 ] || RECIPE=(--steps 4800 --balance 0.5)

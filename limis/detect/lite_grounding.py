@@ -166,7 +166,7 @@ class HeadConfig:
     presence_thresholds: dict[str, float] = field(default_factory=dict)
     region_fraction: float = 0.7  # a concept with a low presence threshold outlines its regions lower too
     merge_fraction: float = 0.5  # an unpaired organ's box spans the regions whose peak reaches this share of the best ...
-    merge_gap_mm: float = 15.0  # ... and that lie this close to the best region's box
+    merge_gap_mm: float = 50.0  # ... and that lie this close to the best region's box (15 split the DICOM spleen)
 
     def presence(self, concept: str) -> float:
         return self.presence_thresholds.get(concept, self.presence_threshold)
