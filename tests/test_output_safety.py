@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import warnings
 from pathlib import Path
@@ -195,6 +196,9 @@ def test_cache_files_appear_whole_with_several_writers(tmp_path: Path) -> None:
         first.write_bytes(b"first, complete")
         second.write_bytes(b"second, complete")
     assert target.read_bytes() == b"first, complete"  # the writer that finished last (the outer block) wins
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # a shared cache stays readable (not mkstemp's 0600)
     with pytest.raises(RuntimeError), replaced_on_success(target) as partial:
         partial.write_bytes(b"half")
         raise RuntimeError("encoder failed")

@@ -8,10 +8,10 @@ writable folder.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from limis.errors import LimisError
+from limis.staging import temporary_beside
 
 LABELMAP_SUFFIXES = (".nii.gz", ".nii")
 
@@ -80,15 +80,14 @@ def commit_files(files: dict[Path, bytes]) -> list[Path]:
 
 def _stage(target: Path, data: bytes) -> Path:
     """Write `data` to a hidden temporary file beside `target`; a failed write leaves no file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{target.name[:40]}.", suffix=".part", dir=target.parent)
+    staged = temporary_beside(target)
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with staged.open("xb") as stream:
             stream.write(data)
     except BaseException:
-        Path(name).unlink(missing_ok=True)
+        staged.unlink(missing_ok=True)
         raise
-    return Path(name)
+    return staged
 
 
 def _resolved(path: Path) -> Path:
