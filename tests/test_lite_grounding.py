@@ -138,6 +138,31 @@ def test_shipped_head_finds_organs_on_the_unseen_scan(dicom_case, unseen_slices)
 
 
 @pytest.mark.slow
+def test_support_map_covers_the_organ_and_widens_the_heatmap_by_a_cell(dicom_case, unseen_slices) -> None:
+    """The map the pipeline cuts masks to: on the unseen scan it covers the reference liver and spleen above the
+    pipeline's cut, is the heatmap widened (never below it, higher beside the organ's edge), and says 'not here'
+    for an absent concept."""
+    from limis.detect.lite_grounding import heat_on_display
+    from limis.imaging.display import Plane, display_slice
+    from limis.pipeline.grounded import SegmentOptions
+
+    _, labels, names = dicom_case
+    detector, images = unseen_slices
+    ids = {name: i for i, name in names.items()}
+    cut = SegmentOptions().min_support
+    for structure in ("liver", "spleen"):
+        maps = detector.support(images, structure)
+        raw = detector.grid_probabilities(images, [structure])
+        for image, support, grid in zip(images, maps, raw):
+            assert support.shape == image.pixels.shape
+            truth = display_slice(labels, Plane.AXIAL, image.geometry.index) == ids[structure]
+            assert np.mean(support[truth] >= cut) > 0.9, (structure, image.geometry.index)
+            heat = heat_on_display(grid, image.pixels.shape)[0].numpy()
+            assert np.all(support >= heat - 1e-6) and np.mean(support > heat + 0.05) > 0.005
+    assert all(support.max() < cut for support in detector.support(images, "brain"))
+
+
+@pytest.mark.slow
 def test_shipped_head_answers_left_kidney_not_present(unseen_slices) -> None:
     """The scan ends above the kidneys: neither side may be claimed (the one-patient head claimed the left)."""
     from limis.pipeline.grounded import detect_structure

@@ -136,3 +136,54 @@ def all_components():
     from limis.pipeline.grounded import SegmentOptions
 
     return SegmentOptions(largest_component=False)
+
+
+class SupportedOracle(OracleDetector):
+    """Oracle boxes plus a support map: the structure is said to lie in the displayed left half of its box
+    columns, and nowhere on slice `empty_on`."""
+
+    def __init__(self, labels: np.ndarray, names: dict[int, str], split_col: int, empty_on: int) -> None:
+        super().__init__(labels, names)
+        self.split_col, self.empty_on = split_col, empty_on
+
+    def support(self, images, structure):
+        maps = []
+        for image in images:
+            probability = np.zeros(image.pixels.shape, dtype=np.float32)
+            if image.geometry.index != self.empty_on:
+                probability[:, : self.split_col] = 0.9
+            maps.append(probability)
+        return maps
+
+
+def test_masks_are_cut_to_the_detectors_support_map(tmp_path: Path, box_segmenter) -> None:
+    """Where the detector's own map says 'not here' the segmenter's mask is cut, and a slice left empty is dropped;
+    `min_support=0` (or a box-only detector) keeps the segmenter's masks whole."""
+    from limis.imaging.display import Plane, display_slice
+    from limis.imaging.phantom import make_phantom
+    from limis.pipeline.grounded import SegmentOptions
+
+    volume = load_image(make_phantom(tmp_path)["image"])
+    labels = np.zeros(volume.shape, dtype=np.uint16)
+    labels[20:60, 20:50, 6:12] = 1
+    names = {1: "liver"}
+    view = display_slice(labels, Plane.AXIAL, 8) > 0
+    cols = np.flatnonzero(view.any(axis=0))
+    split = int(cols[0] + cols[-1]) // 2
+    cache = EmbeddingCache(box_segmenter)
+
+    cut = GroundedPipeline(SupportedOracle(labels, names, split, empty_on=7), cache).segment(
+        volume, ["liver"], all_components())
+    whole = GroundedPipeline(SupportedOracle(labels, names, split, empty_on=7), cache).segment(
+        volume, ["liver"], SegmentOptions(largest_component=False, min_support=0.0))
+    plain = GroundedPipeline(OracleDetector(labels, names), cache).segment(volume, ["liver"], all_components())
+
+    reference = labels == 1
+    assert dice(whole.labelmap == 1, reference) == 1.0
+    assert np.array_equal(plain.labelmap, whole.labelmap)
+    kept = cut.labelmap == 1
+    assert not kept[:, :, 7].any()  # the map said nowhere on slice 7
+    for index in (6, 8, 11):
+        shown = display_slice(kept, Plane.AXIAL, index)
+        assert shown.any() and not shown[:, split:].any()  # only the supported columns remain
+        assert np.array_equal(shown, display_slice(reference, Plane.AXIAL, index) & (np.arange(shown.shape[1]) < split))

@@ -42,8 +42,9 @@ class Detector(ABC):
     """Finds boxes for canonical structure names on displayed slices.
 
     A backend sets `name` and `traits` and implements `detect`; `detect_batch` loops over `detect`
-    unless the backend batches model calls, and `candidate_slices` is None (search every n-th
-    slice) unless the backend knows where a structure lies.
+    unless the backend batches model calls, `candidate_slices` is None (search every n-th
+    slice) unless the backend knows where a structure lies, and `support` is None unless the
+    backend has a per-pixel map of where the structure is.
     """
 
     name: str
@@ -64,4 +65,9 @@ class Detector(ABC):
 
     def candidate_slices(self, structure: str, plane_axis: int) -> np.ndarray | None:
         """Indices along canonical `plane_axis` where the structure lies, or None when unknown."""
+        return None
+
+    def support(self, images: Sequence[SliceImage], structure: str) -> list[np.ndarray] | None:
+        """Per image a (rows, cols) float map of the structure's probability on the displayed slice, or
+        None when the detector draws boxes only (the pipeline then keeps the segmenter's masks as they are)."""
         return None

@@ -322,6 +322,13 @@ class LiteGroundingDetector(Detector):
             found.append(sorted(detections, key=lambda d: -d.score))
         return found
 
+    def support(self, images: Sequence[SliceImage], structure: str) -> list[np.ndarray]:
+        """Per image (rows, cols): the structure's side-free concept probability, each cell raised to the highest
+        of its 3 x 3 neighbours (the heatmap is resolved to a cell, so its edge is uncertain by one)."""
+        probs = self.grid_probabilities(images, [concept_of(structure)])
+        widened = F.max_pool2d(probs, kernel_size=3, stride=1, padding=1)
+        return [heat_on_display(grid, image.pixels.shape)[0].numpy() for image, grid in zip(images, widened)]
+
     def _regions(self, structure: str, concept: str, heat: np.ndarray, pixel_mm: tuple[float, float]) -> list[Detection]:
         """Detections from the connected regions above threshold whose peak shows the concept present.
 

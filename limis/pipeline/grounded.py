@@ -33,6 +33,7 @@ class SegmentOptions:
     min_mask_pixels: int = 3
     min_quality: float = 0.3  # stop propagating below this predicted IoU
     refine_coarse_boxes: int = 2  # rounds of growing a coarse detector box on the sides its mask touches
+    min_support: float = 0.1  # mask pixels where the detector's own map (if it has one) is below this are cut
 
 
 @dataclass
@@ -136,7 +137,26 @@ class GroundedPipeline:
         if not seeds:
             return StructureTrace({}, {}, 0.0)
         boxes, masks = self._propagate(volume, seeds, window, options, progress, structure)
-        return StructureTrace(boxes, masks, max(d.score for d in seeds.values()))
+        masks = self._within_support(volume, masks, structure, window, options)
+        return StructureTrace({i: boxes[i] for i in masks}, masks, max(d.score for d in seeds.values()))
+
+    def _within_support(self, volume: Volume, masks: dict[int, np.ndarray], structure: str, window: Window,
+                        options: SegmentOptions) -> dict[int, np.ndarray]:
+        """The masks cut to where the detector's map gives the structure at least `options.min_support`.
+
+        A box-prompted mask leaks into a neighbour of similar intensity (stomach into bowel, pancreas
+        into vessels); a heatmap detector has said where the structure is not. Slices left with fewer
+        than `options.min_mask_pixels` are dropped; a box-only detector's masks stay as they are.
+        """
+        if not masks or options.min_support <= 0:
+            return masks
+        plane = Plane(options.plane)
+        indices = sorted(masks)
+        maps = self.detector.support([slice_image(volume, plane, i, window) for i in indices], structure)
+        if maps is None:
+            return masks
+        cut = {i: masks[i] & (support >= options.min_support) for i, support in zip(indices, maps)}
+        return {i: mask for i, mask in cut.items() if mask.sum() >= options.min_mask_pixels}
 
     def _find_seeds(self, volume: Volume, structure: str, window: Window, options: SegmentOptions,
                     within: range | None = None, progress: Progress | None = None) -> dict[int, Detection]:
