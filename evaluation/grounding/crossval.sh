@@ -7,7 +7,9 @@
 # onnxruntime encoder, cached in EMBEDDING_CACHE_DIR and reused by training and every evaluation below.
 # On 2 cores run evaluations with OMP_NUM_THREADS=1 when several run at once (oversubscribed threads are 20x slower).
 # Training is bf16 (the recipe): fast on CPUs with AVX512-BF16/AMX (0.48 s per step on one core of an AVX512-BF16 EPYC,
-# ~40 min per 4800-step head), ~35x slower on AVX2 (torch emulates bf16). A training process peaks at ~12 GB while it
+# ~40 min per 4800-step head; on an AMX Xeon, 2026-12-04: encoding 26 min, the four fold heads 75 min as two
+# `--cv-folds` halves at once (one thread each), steps 2-4 ~35 min),
+# ~35x slower on AVX2 (torch emulates bf16). A training process peaks at ~12 GB while it
 # loads the embeddings and holds ~7.5 GB while it trains: in 24 GB start a second one only after the first has loaded
 # (two loading at once were OOM-killed).
 set -euo pipefail
@@ -65,3 +67,13 @@ S=(-s liver -s spleen -s aorta -s stomach -s inferior_vena_cava -s pancreas -s g
 limis eval accuracy --dataset "$D/grounding_train.yaml" --split test --mode text --detector lite-grounding "${S[@]}" \
   --absent kidney_left --absent kidney_right --absent brain --absent urinary_bladder --out "$RUNS/dicom_text" --cache-dir "$CACHE"
 limis eval accuracy --dataset "$D/grounding_train.yaml" --split test --mode oracle-box "${S[@]}" --out "$RUNS/dicom_box" --cache-dir "$CACHE"
+
+# 7. What cutting masks to the head's map (SegmentOptions.min_support) changes: fold 0, where it was chosen, and the
+#    four structures the choice was about on fold 2, each without (0) and with the cut (0.1).
+for cut in 0 0.1; do
+  LIMIS_EMBEDDING_CACHE="$CACHE" python evaluation/grounding/error_split.py "$D/btcv_abdomen_ct.yaml" fold0 \
+    "$RUNS/heads/fold0/calibrated.safetensors" "$RUNS/error_split_fold0_$cut.csv" --min-support "$cut"
+  LIMIS_EMBEDDING_CACHE="$CACHE" python evaluation/grounding/error_split.py "$D/btcv_abdomen_ct.yaml" fold2 \
+    "$RUNS/heads/fold2/calibrated.safetensors" "$RUNS/error_split_fold2_$cut.csv" --min-support "$cut" \
+    -s stomach -s pancreas -s gallbladder -s esophagus
+done
