@@ -11,7 +11,9 @@ weights by per-channel int8 with dynamically quantised activations (onnxruntime'
 box-prompt Dice per organ within 0.003 of fp32 on BTCV validation slices and ~1.4x faster on 2
 threads (`evaluation/speed/int8_accuracy.py`), measured on a CPU with VNNI; on an AVX2 CPU without VNNI
 two organs lost more than 0.005, so there it is refused (`int8_validated_cpu`); static int8 of the
-convolutions lost up to 0.12 Dice per organ and was slower, so it is not offered. OpenVINO was measured too (a little faster on
+convolutions lost up to 0.12 Dice per organ and was slower, so it is not offered. In text mode the int8
+embeddings also move the grounding head's seeds: on the DICOM CT the stomach lost 0.038 (an AMX Xeon,
+2026-12-04), so int8 stays opt-in and out of reported numbers. OpenVINO was measured too (a little faster on
 2 cores) but its Python package turns on usage telemetry at import unless the user opted out,
 so LIMIS does not import it.
 """
