@@ -22,9 +22,8 @@ import numpy as np
 from limis.detect.lite_grounding import LiteGroundingDetector, LiteGroundingModel
 from limis.eval.cases import load_case, present_structures
 from limis.eval.datasets import load_manifest
-from limis.imaging.display import Plane
-from limis.pipeline.grounded import GroundedPipeline, SegmentOptions, largest_component
-from limis.pipeline.slices import choose_window
+from limis.imaging.overlap import dice
+from limis.pipeline.grounded import GroundedPipeline, SegmentOptions
 from limis.segment.builders import build_litemedsam
 from limis.segment.cache import EmbeddingCache
 from limis.vocab import label_ids
@@ -37,7 +36,7 @@ def error_split(prediction: np.ndarray, reference: np.ndarray) -> dict[str, floa
     overlap = int((prediction & reference).sum())
     fp_in = int((prediction & ~reference)[:, :, both].sum())
     fn_in = int((reference & ~prediction)[:, :, both].sum())
-    return {"dice": round(2 * overlap / max(1, int(prediction.sum() + reference.sum())), 4),
+    return {"dice": round(dice(prediction, reference), 4),
             "dice_in_slice": round(2 * overlap / max(1, 2 * overlap + fp_in + fn_in), 4),
             "reference_voxels": int(reference.sum()), "over": int(prediction[:, :, ~reference_z].sum()),
             "missed": int(reference[:, :, ~predicted_z].sum()), "fp_in": fp_in, "fn_in": fn_in,
@@ -63,12 +62,8 @@ def main() -> None:
         volume, labels, names = load_case(case, manifest)
         cache = EmbeddingCache(segmenter, disk_dir=Path(cache_dir) if cache_dir else None)
         pipeline = GroundedPipeline(LiteGroundingDetector(model, cache), cache)
-        window = choose_window(volume)
         for structure in present_structures(labels, names, args.structures):
-            trace = pipeline.trace_structure(volume, structure, window, options)
-            prediction = trace.volume(volume.shape, Plane.AXIAL)
-            if prediction.any():
-                prediction = largest_component(prediction)
+            prediction = pipeline.segment(volume, [structure], options).labelmap == 1  # largest component, as in eval
             reference = np.isin(labels, label_ids(structure, names))
             rows.append({"case": case.case_id, "structure": structure, **error_split(prediction, reference)})
             print(rows[-1], flush=True)

@@ -137,10 +137,9 @@ class GroundedPipeline:
         if not seeds:
             return StructureTrace({}, {}, 0.0)
         boxes, masks = self._propagate(volume, seeds, window, options, progress, structure)
-        masks = self._within_support(volume, masks, structure, window, options)
         return StructureTrace({i: boxes[i] for i in masks}, masks, max(d.score for d in seeds.values()))
 
-    def _within_support(self, volume: Volume, masks: dict[int, np.ndarray], structure: str, window: Window,
+    def _within_support(self, images: dict[int, SliceImage], masks: dict[int, np.ndarray], structure: str,
                         options: SegmentOptions) -> dict[int, np.ndarray]:
         """The masks cut to where the detector's map gives the structure at least `options.min_support`.
 
@@ -150,9 +149,8 @@ class GroundedPipeline:
         """
         if not masks or options.min_support <= 0:
             return masks
-        plane = Plane(options.plane)
         indices = sorted(masks)
-        maps = self.detector.support([slice_image(volume, plane, i, window) for i in indices], structure)
+        maps = self.detector.support([images[i] for i in indices], structure)
         if maps is None:
             return masks
         cut = {i: masks[i] & (support >= options.min_support) for i, support in zip(indices, maps)}
@@ -195,7 +193,10 @@ class GroundedPipeline:
         progress: Progress | None,
         structure: str,
     ) -> tuple[dict[int, Box], dict[int, np.ndarray]]:
-        """Boxes and masks per slice, from the best seed outward; seeds re-anchor the box, gaps reuse the last mask's box."""
+        """Boxes and masks per slice, from the best seed outward; seeds re-anchor the box, gaps reuse the last mask's box.
+
+        The masks are cut to the detector's support map; `boxes` may keep slices whose mask the cut dropped.
+        """
         plane = Plane(options.plane)
         count = slice_count(volume.shape, plane)
         every_slice_seeded = self.detector.traits.dense_boxes
@@ -230,7 +231,7 @@ class GroundedPipeline:
                 masks[index], boxes[index] = result.mask, box
                 previous = result.mask
                 index += step
-        return boxes, masks
+        return boxes, self._within_support(images, masks, structure, options)
 
     def _segment_box(self, embedding, box: Box, refine_rounds: int = 0) -> tuple[Box, SegmentResult]:
         """The box finally prompted and its mask; each refine round grows the sides the mask runs into (a box drawn too small)."""
