@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from limis.eval.bench import agreement, run_benchmark
+from limis.eval.bench import agreement, child_peak_rss_mib, run_benchmark
 from limis.imaging import load_image
 from limis.imaging.phantom import make_phantom
 from limis.pipeline.grounded import VolumeSegmentation
@@ -82,3 +82,15 @@ def test_disk_cache_serves_any_position_and_survives_a_new_process(tmp_path: Pat
     assert len(found) == 4 and reopened.misses == 2 and reopened.hits == 2
     for image, embedding in zip(images, found):
         assert float(embedding.features) == pytest.approx(float(image.pixels.sum()), rel=1e-6)
+
+
+def test_a_child_peak_is_its_own_not_the_parents() -> None:
+    """A 1 GiB parent and a child that holds ~200 MiB: the child's peak is about 200 MiB (the kernel's ru_maxrss of
+    children reported the parent's 1 GiB for a child started by vfork)."""
+    import sys
+
+    parent = np.ones(2**27)  # 1 GiB resident in this process
+    holds = "import time, numpy; a = numpy.ones(25 * 2**20); time.sleep(0.5)"
+    peak, code = child_peak_rss_mib([sys.executable, "-c", holds])
+    assert code == 0 and 190 < peak < 600, peak
+    assert parent.sum() > 0

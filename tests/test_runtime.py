@@ -1,24 +1,72 @@
-"""Encoder runtimes: onnxruntime fp32 gives torch's embeddings and masks; choices fail with one clear line."""
+"""Encoder runtimes: OpenVINO and onnxruntime fp32 give torch's embeddings and masks; choices fail with one clear line."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 import torch
 
 from limis.errors import LimisError
-from limis.segment.runtime import choose_runtime, onnxruntime_available
+from limis.segment.runtime import choose_runtime, onnxruntime_available, openvino_available
 
 
 def test_runtime_choice_and_errors() -> None:
     assert choose_runtime("torch", "cpu") == "torch"
     assert choose_runtime("auto", "cuda") == "torch"
-    assert choose_runtime("auto", "cpu") == ("onnxruntime" if onnxruntime_available() else "torch")
+    fastest = "openvino" if openvino_available() else "onnxruntime" if onnxruntime_available() else "torch"
+    assert choose_runtime("auto", "cpu") == fastest
     with pytest.raises(LimisError, match="unknown runtime"):
         choose_runtime("tensorrt", "cpu")
-    if onnxruntime_available():
-        with pytest.raises(LimisError, match="runs on the CPU"):
-            choose_runtime("onnxruntime", "cuda")
+    for runtime, available in (("onnxruntime", onnxruntime_available()), ("openvino", openvino_available())):
+        if available:
+            with pytest.raises(LimisError, match="runs on the CPU"):
+                choose_runtime(runtime, "cuda")
+
+
+@pytest.mark.skipif(not openvino_available(), reason="openvino not installed (pip install 'limis[fast]')")
+def test_openvino_gives_torchs_embeddings_and_masks_and_sends_no_telemetry(tmp_path) -> None:
+    """A fresh process (empty home folder, no telemetry switch set, not marked as CI) builds the openvino runtime
+    (its decoder in onnxruntime): embeddings within 1e-4 of torch's, the same box mask, OpenVINO on its no-op
+    telemetry stub, and neither package writes anything under the home folder (both did before limis.privacy)."""
+    from limis.weights import weights_dir
+
+    script = textwrap.dedent(f"""
+        import json, numpy as np, torch
+        from limis.imaging import load_image
+        from limis.imaging.display import CT_WINDOWS, Plane, display_slice
+        from limis.imaging.phantom import make_phantom
+        from limis.segment.base import Prompt
+        from limis.segment.builders import build_litemedsam
+        fast, slow = build_litemedsam(runtime="openvino"), build_litemedsam(runtime="torch")
+        volume = load_image(make_phantom({str(tmp_path / "phantom")!r})["image"])
+        pixels = CT_WINDOWS["abdomen"].apply(display_slice(volume.array, Plane.AXIAL, volume.shape[2] // 2))
+        a, b = fast.embed([pixels])[0], slow.embed([pixels])[0]
+        box = (pixels.shape[1] * 0.3, pixels.shape[0] * 0.3, pixels.shape[1] * 0.7, pixels.shape[0] * 0.7)
+        masks = [model.segment(e, [Prompt(box=box)])[0].mask for model, e in ((fast, a), (slow, b))]
+        import openvino.tools.ovc.telemetry_utils as telemetry
+        print(json.dumps({{"runtime": fast.runtime, "embedding_error": float(torch.max(torch.abs(a.features - b.features))),
+                          "mask_pixels": int(masks[1].sum()), "mask_differences": int((masks[0] != masks[1]).sum()),
+                          "telemetry": telemetry.tm.__name__}}))
+    """)
+    home = tmp_path / "home"
+    home.mkdir()
+    from limis.privacy import SWITCHES
+
+    unset = ("CI", "TF_BUILD", "JENKINS_URL", *SWITCHES)  # limis itself must turn the telemetry off
+    environment = {k: v for k, v in os.environ.items() if k not in unset}
+    environment.update(HOME=str(home), LIMIS_WEIGHTS_DIR=str(weights_dir()))  # the exports the other tests made
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["runtime"] == "openvino" and found["embedding_error"] < 1e-4
+    assert found["mask_pixels"] > 100 and found["mask_differences"] == 0
+    assert found["telemetry"].endswith("telemetry_stub") and not list(home.rglob("*")), list(home.rglob("*"))
 
 
 @pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime not installed (pip install 'limis[fast]')")

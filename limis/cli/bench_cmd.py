@@ -21,7 +21,7 @@ from limis.cli.options import (
 )
 
 EPILOG = ("Example: limis bench ../shared/data/totalsegmentator_example/dicom_example_ct "
-          "-s liver -s spleen -s aorta -s stomach --runtimes torch,onnxruntime")
+          "-s liver -s spleen -s aorta -s stomach --runtimes torch,onnxruntime,openvino")
 
 
 @app.command("bench", epilog=EPILOG)
@@ -33,8 +33,9 @@ def bench(
     detector_weights: DetectorWeightsOption = DEFAULTS.detector_weights,
     labels: Path = typer.Option(None, "--labels", help="Reference labelmap for the oracle detector."),
     label_map: Path = typer.Option(None, "--label-map", help="JSON id -> name table of --labels."),
-    runtimes: str = typer.Option("torch,onnxruntime", "--runtimes",
-                                 help="Encoder runtimes to compare, the reference first (masks are compared with it)."),
+    runtimes: str = typer.Option("torch,auto", "--runtimes",
+                                 help="Encoder runtimes to compare, the reference first (masks are compared with it); "
+                                      "auto is the one this machine would use."),
     weights: WeightsOption = DEFAULTS.weights,
     device: DeviceOption = DEFAULTS.device,
     modality: ModalityOption = None,
@@ -46,8 +47,10 @@ def bench(
     """Benchmark LiteMedSAM encoder runtimes on one image, with the masks each gives."""
     from limis.eval.bench import run_benchmark, segment_command_peak_rss_mib
     from limis.imaging import load_image
+    from limis.segment.runtime import choose_runtime
 
-    chosen = [r.strip() for r in runtimes.split(",") if r.strip()]
+    chosen = list(dict.fromkeys(choose_runtime(r.strip(), device) if r.strip() == "auto" else r.strip()
+                                for r in runtimes.split(",") if r.strip()))
     volume = load_image(image, modality=modality)
     options = {r: ModelOptions(weights=weights, runtime=r, detector=detector, detector_weights=detector_weights,
                                device=device) for r in chosen}

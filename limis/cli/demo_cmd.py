@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -47,7 +46,6 @@ def demo(
     if host not in ("127.0.0.1", "localhost") and not credentials:
         console_err.print(f"[yellow]warning:[/] serving on {host} without --auth: anyone who can reach this port "
                           "can upload images and use the demo.", highlight=False)
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported below
     try:
         from limis.demo.app import launch
     except ModuleNotFoundError as error:

@@ -20,9 +20,10 @@ SegmenterOption = Annotated[str, typer.Option("--segmenter", help="litemedsam | 
 WeightsOption = Annotated[Optional[str], typer.Option(
     "--weights", help="Segmenter checkpoint file or folder (default: the shipped LiteMedSAM).")]
 RuntimeOption = Annotated[str, typer.Option(
-    "--runtime", help="LiteMedSAM engine: auto (onnxruntime on CPU when installed, else torch) | torch | onnxruntime "
-    "(same embeddings within 4e-6) | onnxruntime-int8 (int8 encoder, CPUs with VNNI only: ~1.4x faster, "
-    "box Dice per organ within 0.003, but text-mode 3D answers can move: stomach -0.038 on the DICOM CT).")]
+    "--runtime", help="LiteMedSAM engine: auto (on CPU openvino when installed, else onnxruntime, else torch) | torch | "
+    "openvino (fp32 encoder, the fastest on CPU) | onnxruntime (both give torch's embeddings within 4e-6) | "
+    "onnxruntime-int8 (int8 encoder, CPUs with VNNI only: ~1.4x faster, box Dice per organ within 0.003, but "
+    "text-mode 3D answers can move: stomach -0.038 on the DICOM CT).")]
 DetectorOption = Annotated[str, typer.Option(
     "--detector", help="auto (Grounding DINO if its weights are local, else lite-grounding) | lite-grounding | "
     "grounding-dino | oracle (boxes from --labels).")]

@@ -120,17 +120,39 @@ def agreement(reference: VolumeSegmentation, other: VolumeSegmentation) -> dict[
 
 
 def segment_command_peak_rss_mib(arguments: Sequence[str]) -> tuple[float, int]:
-    """Peak resident set (MiB) and exit code of one `limis segment ...` run in a fresh process.
-
-    A child process, so its high-water mark is its own (Linux reports ru_maxrss in KiB).
-    """
-    import resource
-    import subprocess
+    """Peak resident set (MiB) and exit code of one `limis segment ...` run in a fresh process."""
     import sys
 
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    done = subprocess.run([sys.executable, "-m", "limis.cli", "segment", *arguments], capture_output=True, text=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if after <= before:  # an earlier child peaked higher; ru_maxrss keeps the maximum over all children
-        raise RuntimeError("measure the segment command's RSS before any larger child process runs")
-    return after / 1024.0, done.returncode
+    return child_peak_rss_mib([sys.executable, "-m", "limis.cli", "segment", *arguments])
+
+
+def child_peak_rss_mib(command: Sequence[str], poll_s: float = 0.02) -> tuple[float, int]:
+    """Peak resident set (MiB) of a child process, and its exit code.
+
+    The child's own high-water mark (Linux: VmHWM of /proc/PID/status; elsewhere its resident set), polled until
+    it exits. Not the kernel's ru_maxrss of children: a child that Python's subprocess starts by vfork inherits the
+    parent's high-water mark there, which made benches before 2026-12-04 report the bench's own size.
+    """
+    import subprocess
+
+    child = subprocess.Popen(list(command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    watched, peak_kib = psutil.Process(child.pid), 0
+    while child.poll() is None:
+        peak_kib = max(peak_kib, _high_water_kib(watched))
+        time.sleep(poll_s)
+    return peak_kib / 1024.0, child.returncode
+
+
+def _high_water_kib(process: psutil.Process) -> int:
+    """The process's resident high-water mark in KiB (0 once it has exited)."""
+    try:
+        with open(f"/proc/{process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return 0  # a zombie has no memory lines
+    except FileNotFoundError:  # no /proc (not Linux)
+        try:
+            return process.memory_info().rss // 1024
+        except psutil.Error:
+            return 0

