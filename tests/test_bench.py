@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from limis.eval.bench import agreement, child_peak_rss_mib, run_benchmark
+from limis.eval.bench import agreement, child_peak, run_benchmark
 from limis.imaging import load_image
 from limis.imaging.phantom import make_phantom
 from limis.pipeline.grounded import VolumeSegmentation
@@ -82,6 +82,8 @@ def test_disk_cache_serves_any_position_and_survives_a_new_process(tmp_path: Pat
     assert len(found) == 4 and reopened.misses == 2 and reopened.hits == 2
     for image, embedding in zip(images, found):
         assert float(embedding.features) == pytest.approx(float(image.pixels.sum()), rel=1e-6)
+    reopened.release()  # memory emptied, files kept: the next request reads them back without encoding
+    assert len(reopened) == 0 and len(reopened.get_many(images)) == 4 and reopened.misses == 2
 
 
 def test_a_child_peak_is_its_own_not_the_parents() -> None:
@@ -91,6 +93,7 @@ def test_a_child_peak_is_its_own_not_the_parents() -> None:
 
     parent = np.ones(2**27)  # 1 GiB resident in this process
     holds = "import time, numpy; a = numpy.ones(25 * 2**20); time.sleep(0.5)"
-    peak, code = child_peak_rss_mib([sys.executable, "-c", holds])
-    assert code == 0 and 190 < peak < 600, peak
+    peak = child_peak([sys.executable, "-c", holds])
+    assert peak.exit_code == 0 and 190 < peak.peak_mib < 600, peak
+    assert 190 < peak.private_mib <= peak.peak_mib, peak  # numpy's 200 MiB are anonymous memory
     assert parent.sum() > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -265,30 +266,57 @@ def test_presence_thresholds_follow_held_out_false_positives() -> None:
     assert threshold_report(scores, {"kidney": 0.7}, 0.5)[1][5] == "0.100"  # the one volume it claims
 
 
-def test_sessions_share_the_model_not_state_and_detect_concurrently(tmp_path: Path) -> None:
-    """Eight sessions, each its own detector over its own cache, one shared head: answers under concurrency equal
-    the serial ones, and no session's remembered probabilities reach another (the demo's sharing rule)."""
-    from concurrent.futures import ThreadPoolExecutor
-    from types import SimpleNamespace
+class SeededEmbeddings:
+    """Stands in for an EmbeddingCache: a fixed pseudo-embedding per slice, LiteMedSAM-shaped; counts its calls."""
 
-    from limis.detect.lite_grounding import LiteGroundingDetector
+    segmenter = SimpleNamespace(name="litemedsam", weights_path=None)
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    def get_many(self, images):
+        self.asked.append(len(images))
+        return [SimpleNamespace(features=torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(
+            hash(image.key) % 2**31))) for image in images]
+
+
+def phantom_slices(folder: Path) -> list:
+    """Ten abdomen-windowed axial slices of the synthetic phantom."""
     from limis.imaging import load_image
     from limis.imaging.display import CT_WINDOWS, Plane
     from limis.imaging.phantom import make_phantom
     from limis.pipeline.slices import slice_image
 
-    class SeededEmbeddings:
-        """Stands in for an EmbeddingCache: a fixed pseudo-embedding per slice, LiteMedSAM-shaped."""
+    volume = load_image(make_phantom(folder)["image"])
+    return [slice_image(volume, Plane.AXIAL, i, CT_WINDOWS["abdomen"]) for i in range(0, 28, 3)]
 
-        segmenter = SimpleNamespace(name="litemedsam", weights_path=None)
 
-        def get_many(self, images):
-            return [SimpleNamespace(features=torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(
-                hash(image.key) % 2**31))) for image in images]
+def test_head_passes_a_few_slices_at_a_time_with_the_answer_of_one_pass(tmp_path: Path) -> None:
+    """Ten slices go through the head HEAD_SLICES at a time (memory) and get the probabilities of one batched pass."""
+    from limis.detect.lite_grounding import HEAD_SLICES, LiteGroundingDetector, coordinate_channels, slice_pixel_mm
 
     model = LiteGroundingModel.load(default_weights())
-    volume = load_image(make_phantom(tmp_path)["image"])
-    images = [slice_image(volume, Plane.AXIAL, i, CT_WINDOWS["abdomen"]) for i in range(0, 28, 3)]
+    images = phantom_slices(tmp_path)
+    embeddings = SeededEmbeddings()
+    chunked = LiteGroundingDetector(model, embeddings).grid_probabilities(images, ["liver", "kidney"])
+    assert len(images) > HEAD_SLICES and max(embeddings.asked) == HEAD_SLICES and sum(embeddings.asked) == len(images)
+    with torch.inference_mode():
+        features = torch.cat([e.features for e in SeededEmbeddings().get_many(images)])
+        coords = torch.stack([coordinate_channels(im.pixels, slice_pixel_mm(im)) for im in images])
+        one_pass = torch.softmax(model.head(features, coords, model.text(list(model.concepts))), dim=1)[:, 1:]
+    rows = [list(model.concepts).index(c) for c in ("liver", "kidney")]
+    assert torch.allclose(chunked, one_pass[:, rows].to(torch.float16).float(), atol=1e-3)
+
+
+def test_sessions_share_the_model_not_state_and_detect_concurrently(tmp_path: Path) -> None:
+    """Eight sessions, each its own detector over its own cache, one shared head: answers under concurrency equal
+    the serial ones, and no session's remembered probabilities reach another (the demo's sharing rule)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from limis.detect.lite_grounding import LiteGroundingDetector
+
+    model = LiteGroundingModel.load(default_weights())
+    images = phantom_slices(tmp_path)
     serial = [LiteGroundingDetector(model, SeededEmbeddings()).grid_probabilities(images, ["liver", "kidney"])]
     detectors = [LiteGroundingDetector(model, SeededEmbeddings()) for _ in range(8)]
     with ThreadPoolExecutor(max_workers=8) as pool:

@@ -45,7 +45,7 @@ def bench(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Benchmark LiteMedSAM encoder runtimes on one image, with the masks each gives."""
-    from limis.eval.bench import run_benchmark, segment_command_peak_rss_mib
+    from limis.eval.bench import run_benchmark, segment_command_peak
     from limis.imaging import load_image
     from limis.segment.runtime import choose_runtime
 
@@ -61,8 +61,9 @@ def bench(
         with tempfile.TemporaryDirectory(prefix="limis-bench-") as folder:
             arguments = [str(image), *structures, "-o", str(Path(folder) / "out.nii.gz"), "--detector", detector,
                          "--runtime", chosen[-1], *(["--modality", modality] if modality else [])]
-            rss, code = segment_command_peak_rss_mib(arguments)
-        report["segment_command"] = {"peak_rss_mib": rss, "exit_code": code}
+            peak = segment_command_peak(arguments)
+        report["segment_command"] = {"runtime": chosen[-1], "peak_rss_mib": peak.peak_mib,
+                                     "peak_private_mib": peak.private_mib, "exit_code": peak.exit_code}
     report.update({"image": image.name, "structures": structures, "detector": detector, "device": device})
     if as_json:
         console.print_json(json.dumps(report))
@@ -90,5 +91,7 @@ def _print(report: dict, runtimes: list[str]) -> None:
     console.print(f"language edit on {edit['structure']}: median {edit['median']:.0f} ms over {edit['count']} edits"
                   if edit["count"] else f"language edit: {edit['structure']} not found on the opening slice; not timed")
     if "segment_command" in report:
-        console.print(f"`limis segment` in a fresh process: peak RSS {report['segment_command']['peak_rss_mib']:.0f} MiB "
-                      f"(exit {report['segment_command']['exit_code']})")
+        run = report["segment_command"]
+        console.print(f"`limis segment --runtime {run['runtime']}` in a fresh process: peak RSS {run['peak_rss_mib']:.0f} MiB, "
+                      f"of it private >= {run['peak_private_mib']:.0f} MiB (the rest: file-backed library pages) "
+                      f"(exit {run['exit_code']})")

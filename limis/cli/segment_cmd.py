@@ -98,6 +98,7 @@ def segment(
 
         result = pipeline.segment(volume, structures, options, progress=progress)
     timings["segment_s"] = time.perf_counter() - began
+    cache.release()  # before writing: the DICOM-SEG encoder loads the standard's tables (~90 MiB) on top of them
     present = {r.label_id: r.structure for r in result.results if r.found}
     size_key, size_of = size_measure(volume)
     rows = [{"structure": r.structure, "found": r.found, "voxels": r.voxels, size_key: size_of(r),

@@ -119,40 +119,55 @@ def agreement(reference: VolumeSegmentation, other: VolumeSegmentation) -> dict[
     return scores
 
 
-def segment_command_peak_rss_mib(arguments: Sequence[str]) -> tuple[float, int]:
-    """Peak resident set (MiB) and exit code of one `limis segment ...` run in a fresh process."""
+@dataclass(frozen=True)
+class ChildPeak:
+    """Memory of one child process: its resident high-water mark and the most private memory seen in it (MiB).
+
+    `private_mib` is the largest RssAnon of the polls (a lower bound of the true peak); the rest of `peak_mib` is
+    file-backed pages (shared libraries, mapped weights) that the page cache shares and can drop.
+    """
+
+    peak_mib: float
+    private_mib: float
+    exit_code: int
+
+
+def segment_command_peak(arguments: Sequence[str]) -> ChildPeak:
+    """Peak memory and exit code of one `limis segment ...` run in a fresh process."""
     import sys
 
-    return child_peak_rss_mib([sys.executable, "-m", "limis.cli", "segment", *arguments])
+    return child_peak([sys.executable, "-m", "limis.cli", "segment", *arguments])
 
 
-def child_peak_rss_mib(command: Sequence[str], poll_s: float = 0.02) -> tuple[float, int]:
-    """Peak resident set (MiB) of a child process, and its exit code.
+def child_peak(command: Sequence[str], poll_s: float = 0.02) -> ChildPeak:
+    """Peak memory of a child process, polled until it exits.
 
-    The child's own high-water mark (Linux: VmHWM of /proc/PID/status; elsewhere its resident set), polled until
-    it exits. Not the kernel's ru_maxrss of children: a child that Python's subprocess starts by vfork inherits the
-    parent's high-water mark there, which made benches before 2026-12-04 report the bench's own size.
+    The child's own high-water mark (Linux: VmHWM of /proc/PID/status; elsewhere its resident set). Not the
+    kernel's ru_maxrss of children: a child that Python's subprocess starts by vfork inherits the parent's
+    high-water mark there, which made benches before 2026-12-04 report the bench's own size.
     """
     import subprocess
 
     child = subprocess.Popen(list(command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    watched, peak_kib = psutil.Process(child.pid), 0
+    watched, peak_kib, private_kib = psutil.Process(child.pid), 0, 0
     while child.poll() is None:
-        peak_kib = max(peak_kib, _high_water_kib(watched))
+        high, private = _memory_kib(watched)
+        peak_kib, private_kib = max(peak_kib, high), max(private_kib, private)
         time.sleep(poll_s)
-    return peak_kib / 1024.0, child.returncode
+    return ChildPeak(peak_kib / 1024.0, private_kib / 1024.0, child.returncode)
 
 
-def _high_water_kib(process: psutil.Process) -> int:
-    """The process's resident high-water mark in KiB (0 once it has exited)."""
+def _memory_kib(process: psutil.Process) -> tuple[int, int]:
+    """The process's resident high-water mark and its private resident memory, in KiB (0, 0 once it has exited)."""
     try:
         with open(f"/proc/{process.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        return 0  # a zombie has no memory lines
-    except FileNotFoundError:  # no /proc (not Linux)
+            fields = dict(line.split(":", 1) for line in status if line.startswith(("VmHWM:", "RssAnon:")))
+        if len(fields) < 2:
+            return 0, 0  # a zombie has no memory lines
+        return int(fields["VmHWM"].split()[0]), int(fields["RssAnon"].split()[0])
+    except FileNotFoundError:  # no /proc (not Linux): the resident set, all of it counted as private
         try:
-            return process.memory_info().rss // 1024
+            rss = process.memory_info().rss // 1024
         except psutil.Error:
-            return 0
+            return 0, 0
+        return rss, rss

@@ -71,6 +71,7 @@ def build_litemedsam(weights: str | Path | None = None, device: str = "cpu", run
         encoder = engines.onnx_encoder(model.image_encoder, 256, str(path), weights_dir(), int8=chosen == "onnxruntime-int8")
     # the single-mask decoder runs in onnxruntime (faster than OpenVINO for it) when installed, else in torch
     decoder = engines.onnx_mask_decoder(model, str(path), weights_dir()) if engines.onnxruntime_available() else None
+    model.image_encoder = None  # the export replaces it: its torch weights need not stay resident (~23 MiB)
     return SamFamilySegmenter(model, SamInputSpec(256, "unit"), "litemedsam", device, str(path), encoder, chosen, decoder)
 
 

@@ -82,6 +82,11 @@ class EmbeddingCache:
             self._put(key, embedding)
         return found
 
+    def release(self) -> None:
+        """Drop every embedding held in memory (4 MiB per LiteMedSAM slice); files under `disk_dir` stay."""
+        self._store.clear()
+        self._bytes = 0
+
     def _disk_path(self, key: tuple) -> Path | None:
         """File for one embedding, namespaced by segmenter and its weights so models never mix."""
         if self.disk_dir is None:
