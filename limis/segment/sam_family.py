@@ -33,7 +33,7 @@ class SamFamilySegmenter:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: torch.nn.Module | Callable[[], torch.nn.Module],
         spec: SamInputSpec,
         name: str,
         device: str = "cpu",
@@ -41,18 +41,31 @@ class SamFamilySegmenter:
         encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
         runtime: str = "torch",
         mask_decoder: Callable | None = None,
+        box_prompt: Callable | None = None,
     ) -> None:
-        self.model = model.eval().to(device)
+        """`model` is the torch model, or a thread-safe function that loads it once (then it is loaded only when a
+        part without a replacement is used); `encoder`, `mask_decoder` (single-mask calls) and `box_prompt` (the
+        prompt encoder for a box alone, with an `image_pe` attribute) replace parts of it, e.g. by ONNX exports."""
+        self._model = model.eval().to(device) if isinstance(model, torch.nn.Module) else model
         self.weights_path = weights_path
         self.spec = spec
         self.name = name
         self.device = torch.device(device)
-        self.encoder = encoder or self.model.image_encoder  # e.g. an onnxruntime session on an export of the same weights
-        self.mask_decoder = mask_decoder or self.model.mask_decoder  # likewise
+        self.encoder = encoder or self.model.image_encoder
+        self.mask_decoder = mask_decoder or self.model.mask_decoder
+        self.box_prompt = box_prompt
         self.runtime = runtime
-        with torch.no_grad():  # (1, C, h, w) positional encoding of the embedding grid: fixed by the weights, and
-            # contiguous (as computed it is a permuted view, which cost the onnxruntime decoder 35% of each call)
-            self.image_pe = self.model.prompt_encoder.get_dense_pe().contiguous()
+        if box_prompt is not None:
+            self.image_pe = box_prompt.image_pe
+        else:
+            with torch.no_grad():  # (1, C, h, w) positional encoding of the embedding grid: fixed by the weights, and
+                # contiguous (as computed it is a permuted view, which cost the onnxruntime decoder 35% of each call)
+                self.image_pe = self.model.prompt_encoder.get_dense_pe().contiguous()
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The torch model (loaded on first use when it was given as a loader)."""
+        return self._model if isinstance(self._model, torch.nn.Module) else self._model().to(self.device)
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -110,9 +123,12 @@ class SamFamilySegmenter:
             masks = torch.as_tensor(prompt.mask_logits, dtype=torch.float32, device=self.device)[None, None]
         # One point alone is ambiguous (part or whole?): ask for SAM's three candidates.
         multimask = prompt.box is None and len(prompt.points) == 1 and masks is None
-        encoder = self.model.prompt_encoder
-        sparse, dense = encoder(points=points, boxes=boxes, masks=masks)
-        low_res, iou = self.mask_decoder(
+        if self.box_prompt is not None and boxes is not None and points is None and masks is None:
+            sparse, dense = self.box_prompt(boxes)
+        else:
+            sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
+        decoder = self.model.mask_decoder if multimask else self.mask_decoder  # exports give one mask
+        low_res, iou = decoder(
             image_embeddings=embedding.features,
             image_pe=self.image_pe,
             sparse_prompt_embeddings=sparse,
