@@ -68,6 +68,12 @@ def load_litemedsam(path: Path) -> torch.nn.Module:
     return model.eval()
 
 
+def without_image_encoder(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with its torch image encoder dropped, where an export encodes: its weights need not stay resident."""
+    model.image_encoder = None
+    return model
+
+
 def built_once(build: Callable[[], torch.nn.Module]) -> Callable[[], torch.nn.Module]:
     """`build`, run on the first call only (thread-safe: demo sessions share the segmenter)."""
     lock, built = threading.Lock(), []
@@ -95,8 +101,8 @@ def build_litemedsam(weights: str | Path | None = None, device: str = "cpu", run
     spec = SamInputSpec(256, "unit")
     if chosen not in engines.EXPORT_RUNTIMES:
         return SamFamilySegmenter(load_litemedsam(path), spec, "litemedsam", device, str(path), runtime=chosen)
-    model = built_once(lambda: load_litemedsam(path))
-    exports = engines.litemedsam_exports(model, spec.size, str(path), weights_dir())
+    exports = engines.litemedsam_exports(built_once(lambda: load_litemedsam(path)), spec.size, str(path), weights_dir())
+    model = built_once(lambda: without_image_encoder(load_litemedsam(path)))  # for clicks and masks
     if chosen == "openvino":
         encoder = engines.openvino_encoder(exports.encoder)
     else:
