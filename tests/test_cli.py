@@ -92,6 +92,23 @@ def test_vocab_uses_the_same_resolver_as_segment(monkeypatch, capsys) -> None:
     assert json.loads(capsys.readouterr().out)[0]["structures"] == ["kidney_left"]
 
 
+@pytest.mark.parametrize(("runtime", "own_process", "lean"),
+                         [("onnxruntime", True, True), ("torch", True, False), ("onnxruntime", False, False)])
+def test_segment_makes_the_allocator_lean_only_in_its_own_process_on_an_export_runtime(
+        tmp_path: Path, monkeypatch, runtime: str, own_process: bool, lean: bool) -> None:
+    """glibc's trim threshold 0 keeps `limis segment`'s peak memory down on the ONNX engines but made torch 1.7x
+    slower, and it lasts as long as the process: so never for torch, and never from `main()` inside a program."""
+    import limis.segment.runtime
+
+    asked = []
+    monkeypatch.setattr(limis.segment.runtime, "onnxruntime_available", lambda: True)  # the decision, not the engine
+    monkeypatch.setattr("limis.cli.segment_cmd.return_freed_memory", lambda: asked.append(runtime) or True)
+    code = main(["segment", str(tmp_path / "absent.nii.gz"), "liver", "-o", str(tmp_path / "out.nii.gz"),
+                 "--runtime", runtime], own_process=own_process)
+    assert code == 2  # the missing image is refused after the choice, before any model loads
+    assert asked == ([runtime] if lean else [])
+
+
 def test_segment_missing_detector_weights_offline(totalseg_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     import huggingface_hub.constants as hub_constants

@@ -11,7 +11,7 @@ from rich.markup import escape
 
 # Importing the verb modules registers their commands on `app`.
 from limis.cli import bench_cmd, chat_cmd, demo_cmd, eval_cmd, example_cmd, info_cmd, segment_cmd, train_cmd, vocab_cmd  # noqa: E402,F401
-from limis.cli.app import app, console_err
+from limis.cli.app import Invocation, app, console_err
 from limis.errors import LimisError
 
 INTERRUPTED = 130  # typer returns this, silently, on Ctrl-C
@@ -19,13 +19,17 @@ INTERRUPTED = 130  # typer returns this, silently, on Ctrl-C
 ALL_OR_NOTHING = ("segment", "chat", "info", "vocab")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user mistakes print one line and return 2, never a traceback."""
+def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
+    """Run the CLI; user mistakes print one line and return 2, never a traceback.
+
+    `own_process`: this process exists to run this one command (the `limis` script), so a verb may change
+    process-wide settings (glibc's allocator, `limis.cli.memory`); never when called inside a longer-lived program.
+    """
     import click
 
     with HeldLibraryNoise() as noise:
         try:
-            code = _run(argv)
+            code = _run(argv, Invocation(own_process=own_process))
         except LimisError as error:
             console_err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             return 2
@@ -69,11 +73,12 @@ class HeldLibraryNoise:
             self._logger.handle(record)
 
 
-def _run(argv: list[str] | None) -> int:
+def _run(argv: list[str] | None, invocation: Invocation) -> int:
     import click
 
     try:
-        result = app(args=argv if argv is not None else sys.argv[1:], prog_name="limis", standalone_mode=False)
+        result = app(args=argv if argv is not None else sys.argv[1:], prog_name="limis", standalone_mode=False,
+                     obj=invocation)
     except click.exceptions.Exit as done:
         return int(done.exit_code)
     except click.ClickException as error:
@@ -83,27 +88,7 @@ def _run(argv: list[str] | None) -> int:
 
 
 def entry() -> None:
-    return_freed_memory()
-    sys.exit(main())
-
-
-M_TRIM_THRESHOLD = -1  # glibc mallopt parameter (malloc.h)
-
-
-def return_freed_memory() -> None:
-    """Let glibc hand freed heap memory back to the system at once (a trim threshold of 0).
-
-    Its default keeps freed blocks for reuse and raises the threshold as large blocks come and
-    go, which held peak RSS of `limis segment` on the shared DICOM CT at 1.60 GB; trimming at once
-    measured 1.42 GB (same run time). Other C libraries lack `mallopt`: then nothing changes.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_TRIM_THRESHOLD, 0)
-    except (OSError, AttributeError):
-        pass
+    sys.exit(main(own_process=True))
 
 
 __all__ = ["app", "main", "entry", "typer"]

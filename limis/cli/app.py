@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -16,6 +18,17 @@ app = typer.Typer(
 )
 console = Console()
 console_err = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """How the CLI was started (typer's `ctx.obj`): `own_process` when the process runs this one command and exits."""
+
+    own_process: bool = False
+
+
+def invocation(ctx: typer.Context) -> Invocation:
+    return ctx.obj if isinstance(ctx.obj, Invocation) else Invocation()
 
 
 def print_written(path) -> None:

@@ -21,6 +21,12 @@ class ModelOptions:
     device: str = "cpu"
     cache_dir: Path | None = None
 
+    def encoder_runtime(self) -> str:
+        """The engine the segmenter's image encoder will run on (`auto` resolved; torch for every non-LiteMedSAM model)."""
+        from limis.segment.runtime import choose_runtime
+
+        return choose_runtime(self.runtime, self.device) if self.segmenter == "litemedsam" else "torch"
+
     def build_segmenter(self):
         from limis.segment.builders import build_segmenter
 
