@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -61,21 +62,34 @@ def test_agreement_counts_both_empty_as_equal() -> None:
     assert same == {"liver": 1.0} and missed == {"liver": 0.0}
 
 
-def test_disk_cache_serves_any_position_and_survives_a_new_process(tmp_path: Path) -> None:
-    """Entries found on disk in the middle of a multi-slice request (regression: list.remove on arrays)."""
+class TensorEncoder:
+    """An encoder test double whose embedding is the slice's pixel sum, `seconds` per call."""
+
+    name, weights_path, device = "tensor-test-double", None, torch.device("cpu")
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+
+    def embed(self, slices):
+        from limis.segment.base import Embedding
+
+        time.sleep(self.seconds)
+        return [Embedding(torch.tensor([float(s.sum())]), tuple(s.shape), tuple(s.shape)) for s in slices]
+
+
+def phantom_slices(folder: Path, count: int) -> list:
     from limis.imaging.display import CT_WINDOWS, Plane
     from limis.pipeline.slices import slice_image
-    from limis.segment.base import Embedding
+
+    volume = load_image(make_phantom(folder)["image"])
+    return [slice_image(volume, Plane.AXIAL, i, CT_WINDOWS["abdomen"]) for i in range(count)]
+
+
+def test_disk_cache_serves_any_position_and_survives_a_new_process(tmp_path: Path) -> None:
+    """Entries found on disk in the middle of a multi-slice request (regression: list.remove on arrays)."""
     from limis.segment.cache import EmbeddingCache
 
-    class TensorEncoder:
-        name, weights_path, device = "tensor-test-double", None, torch.device("cpu")
-
-        def embed(self, slices):
-            return [Embedding(torch.tensor([float(s.sum())]), tuple(s.shape), tuple(s.shape)) for s in slices]
-
-    volume = load_image(make_phantom(tmp_path / "p")["image"])
-    images = [slice_image(volume, Plane.AXIAL, i, CT_WINDOWS["abdomen"]) for i in range(4)]
+    images = phantom_slices(tmp_path / "p", 4)
     EmbeddingCache(TensorEncoder(), disk_dir=tmp_path / "disk").get_many([images[1], images[3]])
     reopened = EmbeddingCache(TensorEncoder(), disk_dir=tmp_path / "disk")
     found = reopened.get_many(images)
@@ -84,6 +98,34 @@ def test_disk_cache_serves_any_position_and_survives_a_new_process(tmp_path: Pat
         assert float(embedding.features) == pytest.approx(float(image.pixels.sum()), rel=1e-6)
     reopened.release()  # memory emptied, files kept: the next request reads them back without encoding
     assert len(reopened) == 0 and len(reopened.get_many(images)) == 4 and reopened.misses == 2
+
+
+def test_two_caches_on_one_folder_encode_each_slice_once_between_them(tmp_path: Path) -> None:
+    """Two demo sessions or test workers asking for one scan's slices at once split them: each slice is encoded
+    once in all (each cache encoding all 8 was the behaviour before), and both get every slice's own embedding."""
+    import threading
+
+    from limis.segment.cache import EmbeddingCache
+
+    images = phantom_slices(tmp_path / "p", 8)
+    caches = [EmbeddingCache(TensorEncoder(seconds=0.1), disk_dir=tmp_path / "disk") for _ in range(2)]
+    found: dict[int, list] = {}
+    start = threading.Barrier(2)
+
+    def ask(which: int) -> None:
+        start.wait()
+        found[which] = caches[which].get_many(images)
+
+    threads = [threading.Thread(target=ask, args=(which,)) for which in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(found) == [0, 1]
+    assert caches[0].misses + caches[1].misses == 8 and min(c.misses for c in caches) > 0
+    assert all(c.hits + c.misses == 8 for c in caches)
+    for embeddings in found.values():
+        assert [float(e.features) for e in embeddings] == pytest.approx([float(im.pixels.sum()) for im in images])
 
 
 def test_a_child_peak_is_its_own_not_the_parents() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -64,13 +66,9 @@ class EmbeddingCache:
             if stored is not None:
                 fresh[image.key] = stored
         missing = [image for image in missing if image.key not in fresh]
-        self.hits += len(images) - len(missing)
-        self.misses += len(missing)
-        for start in range(0, len(missing), self.batch_size):
-            chunk = missing[start : start + self.batch_size]
-            for image, embedding in zip(chunk, self.segmenter.embed([im.pixels for im in chunk])):
-                fresh[image.key] = embedding
-                self._write_disk(image.key, embedding)
+        encoded = self._encode(missing, fresh)
+        self.hits += len(images) - encoded
+        self.misses += encoded
         found = []
         for image in images:
             if image.key in self._store:
@@ -81,6 +79,66 @@ class EmbeddingCache:
         for key, embedding in fresh.items():
             self._put(key, embedding)
         return found
+
+    def _encode(self, images: Sequence[SliceImage], fresh: dict[tuple, Embedding]) -> int:
+        """Put the embeddings of `images` in `fresh`, encoding in batches of `batch_size`; how many were encoded here.
+
+        With `disk_dir`, a slice that another process (or thread) sharing the folder is encoding at this moment is
+        not encoded again: it is read from that writer's file once written, so two demo sessions or test workers on
+        one scan split its slices instead of each encoding all of them.
+        """
+        encoded, waiting = 0, []
+        for start in range(0, len(images), self.batch_size):
+            with self._claimed(images[start : start + self.batch_size]) as (mine, busy):
+                mine = [image for image in mine if not self._read_into(image, fresh)]  # written while we looked
+                self._embed_into(mine, fresh)
+            encoded, waiting = encoded + len(mine), waiting + busy
+        for image in waiting:
+            with self._claimed([image], wait=True) as (mine, _):
+                if mine and not self._read_into(image, fresh):  # its writer failed: encode it here
+                    self._embed_into(mine, fresh)
+                    encoded += 1
+        return encoded
+
+    def _embed_into(self, images: Sequence[SliceImage], fresh: dict[tuple, Embedding]) -> None:
+        for image, embedding in zip(images, self.segmenter.embed([im.pixels for im in images]) if images else []):
+            fresh[image.key] = embedding
+            self._write_disk(image.key, embedding)
+
+    def _read_into(self, image: SliceImage, fresh: dict[tuple, Embedding]) -> bool:
+        stored = self._read_disk(image.key)
+        if stored is not None:
+            fresh[image.key] = stored
+        return stored is not None
+
+    @contextmanager
+    def _claimed(self, images: Sequence[SliceImage], wait: bool = False) -> Iterator[tuple[list, list]]:
+        """(images this caller may encode, images another holder is encoding), holding an exclusive lock on each
+        claimed image's lock file in `disk_dir` for the block. Without `disk_dir` (or `fcntl`) every image is claimed."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no cross-process claims, as before
+            fcntl = None
+        if self.disk_dir is None or fcntl is None:
+            yield list(images), []
+            return
+        self.disk_dir.mkdir(parents=True, exist_ok=True)
+        mine, busy, held = [], [], []
+        try:
+            for image in images:
+                handle = open(self._disk_path(image.key).with_suffix(".lock"), "a")
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    handle.close()
+                    busy.append(image)
+                    continue
+                held.append(handle)
+                mine.append(image)
+            yield mine, busy
+        finally:
+            for handle in held:
+                handle.close()  # closing the file releases its lock
 
     def release(self) -> None:
         """Drop every embedding held in memory (4 MiB per LiteMedSAM slice); files under `disk_dir` stay."""
