@@ -15,6 +15,11 @@ from limis.imaging.slice_image import SliceImage
 from limis.segment.base import Embedding, Segmenter
 from limis.staging import replaced_on_success
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no cross-process claims on the disk cache
+    fcntl = None
+
 DEFAULT_CACHE_BYTES = 1 << 30
 
 
@@ -61,11 +66,7 @@ class EmbeddingCache:
         """Embeddings for the images, encoding only the misses, in batches of `batch_size`."""
         fresh: dict[tuple, Embedding] = {}
         missing = [im for im in {im.key: im for im in images}.values() if im.key not in self._store]
-        for image in missing:
-            stored = self._read_disk(image.key)
-            if stored is not None:
-                fresh[image.key] = stored
-        missing = [image for image in missing if image.key not in fresh]
+        missing = [image for image in missing if not self._read_into(image, fresh)]
         encoded = self._encode(missing, fresh)
         self.hits += len(images) - encoded
         self.misses += encoded
@@ -115,10 +116,6 @@ class EmbeddingCache:
     def _claimed(self, images: Sequence[SliceImage], wait: bool = False) -> Iterator[tuple[list, list]]:
         """(images this caller may encode, images another holder is encoding), holding an exclusive lock on each
         claimed image's lock file in `disk_dir` for the block. Without `disk_dir` (or `fcntl`) every image is claimed."""
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no cross-process claims, as before
-            fcntl = None
         if self.disk_dir is None or fcntl is None:
             yield list(images), []
             return
@@ -133,6 +130,9 @@ class EmbeddingCache:
                     handle.close()
                     busy.append(image)
                     continue
+                except BaseException:
+                    handle.close()
+                    raise
                 held.append(handle)
                 mine.append(image)
             yield mine, busy
