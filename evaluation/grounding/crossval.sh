@@ -72,8 +72,8 @@ limis eval accuracy --dataset "$D/grounding_train.yaml" --split test --mode orac
 #    four structures the choice was about on fold 2, each without (0) and with the cut (0.1).
 for cut in 0 0.1; do
   LIMIS_EMBEDDING_CACHE="$CACHE" python evaluation/grounding/error_split.py "$D/btcv_abdomen_ct.yaml" fold0 \
-    "$RUNS/heads/fold0/calibrated.safetensors" "$RUNS/error_split_fold0_$cut.csv" --min-support "$cut"
+    "$RUNS/heads/fold0/calibrated.safetensors" "$RUNS/error_split_fold0_$cut.csv" --option min_support="$cut"
   LIMIS_EMBEDDING_CACHE="$CACHE" python evaluation/grounding/error_split.py "$D/btcv_abdomen_ct.yaml" fold2 \
-    "$RUNS/heads/fold2/calibrated.safetensors" "$RUNS/error_split_fold2_$cut.csv" --min-support "$cut" \
+    "$RUNS/heads/fold2/calibrated.safetensors" "$RUNS/error_split_fold2_$cut.csv" --option min_support="$cut" \
     -s stomach -s pancreas -s gallbladder -s esophagus
 done

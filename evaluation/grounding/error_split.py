@@ -1,19 +1,21 @@
 """Where text mode loses Dice: one row per case x structure with the error split by slices.
 
-    python evaluation/grounding/error_split.py MANIFEST SPLIT HEAD OUT.csv [--min-support X] [-s STRUCTURE ...]
+    python evaluation/grounding/error_split.py MANIFEST SPLIT HEAD OUT.csv [--option NAME=VALUE ...] [-s STRUCTURE ...]
 
 Each structure is traced alone by the text pipeline (lite-grounding head HEAD, LiteMedSAM, largest 3D
 component) and compared with its reference: `over` counts predicted voxels on slices the reference does
 not reach (z over-extension), `missed` reference voxels on slices without a prediction, `fp_in`/`fn_in`
 the errors on slices both have; `dice_in_slice` is the Dice the in-slice errors alone would leave.
-`--min-support 0` turns off the cut to the head's own map (`SegmentOptions.min_support`), so the two
-runs show what the cut changes. Embeddings come from LIMIS_EMBEDDING_CACHE when it is set.
+`--option NAME=VALUE` changes one `SegmentOptions` field (e.g. `--option min_support=0` turns off the cut
+to the head's own map), so two runs show what the option changes. Embeddings come from
+LIMIS_EMBEDDING_CACHE when it is set.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import os
 from pathlib import Path
 
@@ -43,19 +45,31 @@ def error_split(prediction: np.ndarray, reference: np.ndarray) -> dict[str, floa
             "reference_slices": int(reference_z.sum()), "predicted_slices": int(predicted_z.sum())}
 
 
+def segment_option(text: str) -> tuple[str, object]:
+    """"min_support=0.1" -> ("min_support", 0.1), typed like the `SegmentOptions` field it names."""
+    name, _, value = text.partition("=")
+    fields = {f.name: f for f in dataclasses.fields(SegmentOptions)}
+    if name not in fields or not value:
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=VALUE with NAME one of {', '.join(fields)}")
+    default = getattr(SegmentOptions(), name)
+    kind = type(default) if default is not None else str
+    return name, (value.lower() in ("1", "true", "yes") if kind is bool else kind(value))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("manifest")
     parser.add_argument("split")
     parser.add_argument("head")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--min-support", type=float, default=SegmentOptions().min_support)
+    parser.add_argument("--option", action="append", default=[], type=segment_option, dest="options",
+                        help="NAME=VALUE: one SegmentOptions field, repeatable")
     parser.add_argument("-s", "--structure", action="append", dest="structures")
     args = parser.parse_args()
     manifest = load_manifest(args.manifest)
     model = LiteGroundingModel.load(args.head)
     segmenter = build_litemedsam()
-    options = SegmentOptions(min_support=args.min_support)
+    options = SegmentOptions(**dict(args.options))
     cache_dir = os.environ.get("LIMIS_EMBEDDING_CACHE")
     rows = []
     for case in manifest.split(args.split):
