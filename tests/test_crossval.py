@@ -30,8 +30,8 @@ def test_pooled_folds_give_ratio_misses_swaps_and_absent_rates(tmp_path: Path) -
                                                       "volume_pred_ml": ml, "swapped": swapped}
     fold0 = _write(tmp_path / "t0", "results.csv", FIELDS, [text("a", 0.9), text("b", 0.0, 0.0)])
     fold1 = _write(tmp_path / "t1", "results.csv", FIELDS, [text("c", 0.6, swapped="1")])
-    _write(fold0, "absent.csv", ABSENT_FIELDS, [{"case": "a", "structure": "brain", "found": 0},
-                                                 {"case": "b", "structure": "brain", "found": 1}])
+    _write(fold0, "absent.csv", ABSENT_FIELDS, [{"case": "a", "structure": "brain", "found": 0, "declined": 1},
+                                                 {"case": "b", "structure": "brain", "found": 1, "declined": 0}])
     box = _write(tmp_path / "box", "results.csv", FIELDS, [text(c, 0.95) for c in "abc"])
     (row,) = compare_modes([fold0, fold1], [box])
     assert row.cases == 3 and row.not_found == 1 and row.swapped == 1
@@ -39,7 +39,7 @@ def test_pooled_folds_give_ratio_misses_swaps_and_absent_rates(tmp_path: Path) -
     assert row.ratio_ci[0] <= row.ratio <= row.ratio_ci[1]
     table = comparison_table([row], {"kidney_left": 0.9})
     assert "**missed**" in table and "kidney_left" in table
-    assert "| brain | 2 | 1 | 0.500 |" in absent_table([fold0, fold1])
+    assert "| brain | 2 | 1 | 1 | 0.500 |" in absent_table([fold0, fold1])
     with pytest.raises(LimisError, match="folds must not overlap"):
         compare_modes([fold0, fold0], [box])
 
@@ -103,4 +103,5 @@ def test_text_mode_asks_absent_prompts_with_the_cases_one_detector(tmp_path: Pat
     assert built == ["case0", "case1"]
     with (tmp_path / "runs" / "text" / "absent.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["case"], r["structure"], r["found"]) for r in rows] == [("case0", "brain", "0"), ("case1", "brain", "0")]
+    assert [(r["case"], r["structure"], r["found"], r["declined"]) for r in rows] == [
+        ("case0", "brain", "0", "0"), ("case1", "brain", "0", "0")]

@@ -130,7 +130,7 @@ def test_box_prior_places_boxes_relative_to_the_body(train_samples) -> None:
     # a slice whose trunk is shifted and twice as wide gets a shifted, twice as wide liver box
     pixels = np.zeros((100, 200), dtype=np.float32)
     pixels[20:80, 40:160] = 1.0
-    image = SliceImage(pixels, SliceGeometry((200, 100, 1), np.eye(4), Plane.AXIAL, 0), Window("unit", 1.0, 0.5), ("t",))
+    image = SliceImage(pixels, SliceGeometry((200, 100, 1), np.eye(4), Plane.AXIAL, 0), Window("unit", 1.0, 0.5), ("t",), "CT")
     liver = prior.detect(image, ["liver"])[0].box
     x0, y0, x1, y1 = prior.boxes["liver"]
     assert liver == pytest.approx((40 + x0 * 119, 20 + y0 * 59, 40 + x1 * 119, 20 + y1 * 59))

@@ -35,7 +35,8 @@ def _slice(rows: int = 64, cols: int = 80, seed: int = 0) -> SliceImage:
     blob = ((yy - rows * 0.4) / (rows * 0.2)) ** 2 + ((xx - cols * 0.6) / (cols * 0.15)) ** 2 < 1
     pixels = np.clip(0.2 * rng.random((rows, cols)) + 0.7 * blob, 0, 1).astype(np.float32)
     geometry = SliceGeometry(shape=(cols, rows, 1), affine=np.eye(4), plane=Plane.AXIAL, index=0)
-    return SliceImage(pixels=pixels, geometry=geometry, window=Window("abdomen", 400, 40), key=("synthetic", seed))
+    return SliceImage(pixels=pixels, geometry=geometry, window=Window("abdomen", 400, 40), key=("synthetic", seed),
+                      modality="CT")
 
 
 @pytest.fixture(scope="module")

@@ -449,3 +449,21 @@ def test_a_3d_query_reports_its_progress(totalseg_dir: Path, total_names, box_se
     segmenting = [s for s in seen if s[2] == "segmenting left kidney"]
     assert searching and searching[-1][0] == searching[-1][1] == -(-session.volume.shape[2] // 2)  # every 2nd slice
     assert segmenting and segmenting[-1][0] >= len(session.state.objects["kidney_left"].masks)
+
+
+class SpleenlessOracle(OracleDetector):
+    """The oracle, declining the spleen on CT as a detector not validated for it there would."""
+
+    def refusal(self, structure: str, modality: str) -> str | None:
+        return "not validated on CT for this test" if structure == "spleen" and modality == "CT" else None
+
+
+def test_a_structure_the_detector_declines_is_answered_with_its_reason(totalseg_dir: Path, total_names,
+                                                                        box_segmenter) -> None:
+    """No 'not found ... say it is here' for a structure the detector never reports on this modality: its reason."""
+    volume = load_image(totalseg_dir / "example_ct.nii.gz")
+    labels = load_labelmap_on(volume, totalseg_dir / "example_seg_fast_force_split.nii.gz")
+    session = _session(volume, box_segmenter, detector=SpleenlessOracle(labels, total_names))
+    declined = session.apply("spleen")
+    assert not declined.changed and declined.text == "Spleen: not validated on CT for this test."
+    assert session.apply("liver").changed and "spleen" not in session.state.objects

@@ -265,6 +265,59 @@ def test_presence_thresholds_follow_held_out_false_positives() -> None:
     assert threshold_report(scores, {"kidney": 0.7}, 0.5)[1][5] == "0.100"  # the one volume it claims
 
 
+
+def test_validated_concepts_are_those_seen_present_per_modality() -> None:
+    """A concept is reported on a modality only with >= 20 held-out present slices of it: liver on CT and MR, kidney
+    on CT only (4 MR slices), bladder nowhere (never present), colon nowhere (never labelled)."""
+    from limis.train.presence import validated_concepts
+
+    n = 200
+    modality = np.array(["CT"] * 120 + ["MR"] * 80)
+    truth = np.zeros((n, 4), dtype=np.float32)
+    truth[:40, 0] = truth[120:150, 0] = 1.0  # liver
+    truth[40:70, 1] = 1.0  # kidney on CT
+    truth[150:154, 1] = 1.0  # ... and on 4 MR slices
+    truth[70:80, 1] = 0.3  # slivers do not count
+    labelled = np.ones((n, 4), dtype=bool)
+    labelled[:, 3] = False
+    scores = {"concepts": np.array(["liver", "kidney", "urinary_bladder", "colon"]), "truth": truth,
+              "labelled": labelled, "modality": modality, "peak": np.zeros((n, 4)), "case": np.zeros(n)}
+    assert validated_concepts(scores) == {"CT": ["liver", "kidney"], "MR": ["liver"]}
+
+
+def test_detector_reports_only_concepts_validated_on_the_image_modality(tmp_path: Path, box_segmenter) -> None:
+    """A head validated for liver on CT: its CT answers are the ungated head's, on MR it reports nothing and says why,
+    and the pipeline then neither encodes a slice nor calls it absent without the reason."""
+    from dataclasses import replace
+
+    from limis.detect.lite_grounding import LiteGroundingDetector
+    from limis.imaging import load_image
+    from limis.imaging.phantom import make_phantom
+    from limis.pipeline.grounded import GroundedPipeline
+    from limis.segment.cache import EmbeddingCache
+
+    shipped = LiteGroundingModel.load(default_weights())
+    eager = replace(shipped.config, presence_threshold=0.01, presence_thresholds={}, region_threshold=0.005,
+                    min_region_mm2=1.0)  # random embeddings: low probabilities, still regions
+    ungated = LiteGroundingModel(shipped.head, shipped.text_table, replace(eager, validated={}), shipped.metadata)
+    gated = LiteGroundingModel(shipped.head, shipped.text_table, replace(eager, validated={"CT": ["liver"]}),
+                               shipped.metadata)
+    ct = phantom_slices(tmp_path)
+    mr = [replace(image, modality="MR") for image in ct]
+    everywhere, liver_ct = LiteGroundingDetector(ungated, SeededEmbeddings()), LiteGroundingDetector(gated, SeededEmbeddings())
+    assert any(everywhere.detect_batch(mr, ["liver"])) and any(everywhere.detect_batch(ct, ["kidney_left"]))
+    assert liver_ct.detect_batch(ct, ["liver"]) == everywhere.detect_batch(ct, ["liver"])
+    assert not any(liver_ct.detect_batch(mr, ["liver"])) and not any(liver_ct.detect_batch(ct, ["kidney_left"]))
+    assert liver_ct.refusal("liver", "CT") is None and everywhere.refusal("liver", "MR") is None
+    assert "MR" in liver_ct.refusal("liver", "MR") and "liver" in liver_ct.refusal("kidney_left", "CT")
+
+    volume = load_image(make_phantom(tmp_path / "mr")["image"])
+    embeddings, cache = SeededEmbeddings(), EmbeddingCache(box_segmenter)
+    result = GroundedPipeline(LiteGroundingDetector(gated, embeddings), cache).segment(
+        replace(volume, modality="MR"), ["liver"])
+    assert not result.results[0].found and "not validated on MR" in result.results[0].refusal
+    assert embeddings.asked == [] and cache.misses == 0
+
 class SeededEmbeddings:
     """Stands in for an EmbeddingCache: a fixed pseudo-embedding per slice, LiteMedSAM-shaped; counts its calls."""
 

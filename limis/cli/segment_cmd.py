@@ -107,7 +107,8 @@ def segment(
     present = {r.label_id: r.structure for r in result.results if r.found}
     size_key, size_of = size_measure(volume)
     rows = [{"structure": r.structure, "found": r.found, "voxels": r.voxels, size_key: size_of(r),
-             "detector_score": round(r.score, 3), "slices": list(r.slice_range) if r.slice_range else None}
+             "detector_score": round(r.score, 3), "slices": list(r.slice_range) if r.slice_range else None,
+             "not_looked_for": r.refusal}
             for r in result.results]
     written = []
     if present:
@@ -163,7 +164,8 @@ def _report(rows: list[dict], written: list[Path], as_json: bool, size_key: str)
             table.add_row(row["structure"], str(row["voxels"]), str(size) if isinstance(size, int) else f"{size:.1f}",
                           f"{row['detector_score']:.2f}", "{}-{}".format(*row["slices"]))
         else:
-            table.add_row(row["structure"], "-", "-", "-", "[yellow]not found in this image[/]")
+            why = row["not_looked_for"] or "not found in this image"
+            table.add_row(row["structure"], "-", "-", "-", f"[yellow]{why}[/]")
     console.print(table)
     for path in written:
         print_written(path)

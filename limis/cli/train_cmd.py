@@ -122,12 +122,14 @@ def calibrate_presence(
 
     from limis.detect.lite_grounding import LiteGroundingModel
     from limis.eval.report import markdown_table
-    from limis.train.presence import presence_thresholds, read_scores, threshold_report
+    from limis.train.presence import presence_thresholds, read_scores, threshold_report, validated_concepts
 
     model = LiteGroundingModel.load(head)
     found = read_scores(scores)
     thresholds = presence_thresholds(found, model.config.presence_threshold, fp_rate)
-    calibrated = LiteGroundingModel(model.head, model.text_table, replace(model.config, presence_thresholds=thresholds),
+    validated = validated_concepts(found)
+    config = replace(model.config, presence_thresholds=thresholds, validated=validated)
+    calibrated = LiteGroundingModel(model.head, model.text_table, config,
                                     {**model.metadata, "presence_calibration": {"fp_rate": fp_rate,
                                                                                 "scores": [str(p) for p in scores]}})
     calibrated.save(out)
@@ -143,4 +145,6 @@ def calibrate_presence(
                            "volumes claimed", "slices present", "recall"],
                            threshold_report(found, thresholds, model.config.presence_threshold))
     console.print(table, highlight=False)
+    for modality, concepts in validated.items():
+        console.print(f"reported on {modality}: {', '.join(concepts)}", highlight=False)
     print_written(out)

@@ -43,8 +43,9 @@ class Detector(ABC):
 
     A backend sets `name` and `traits` and implements `detect`; `detect_batch` loops over `detect`
     unless the backend batches model calls, `candidate_slices` is None (search every n-th
-    slice) unless the backend knows where a structure lies, and `support` is None unless the
-    backend has a per-pixel map of where the structure is.
+    slice) unless the backend knows where a structure lies, `support` is None unless the
+    backend has a per-pixel map of where the structure is, and `refusal` is None unless the backend
+    declines some structures on some modalities.
     """
 
     name: str
@@ -65,6 +66,11 @@ class Detector(ABC):
 
     def candidate_slices(self, structure: str, plane_axis: int) -> np.ndarray | None:
         """Indices along canonical `plane_axis` where the structure lies, or None when unknown."""
+        return None
+
+    def refusal(self, structure: str, modality: str) -> str | None:
+        """Why this detector never reports `structure` on images of `modality` (so "not found" says nothing
+        about the image), or None when it looks for it."""
         return None
 
     def support(self, images: Sequence[SliceImage], structure: str) -> list[np.ndarray] | None:

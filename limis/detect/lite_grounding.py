@@ -157,7 +157,9 @@ class HeadConfig:
     """Architecture width and the thresholds that turn heatmaps into boxes.
 
     `presence_thresholds` holds per-concept peak thresholds chosen on held-out patients (see the
-    model card); concepts without one use `presence_threshold`.
+    model card); concepts without one use `presence_threshold`. `validated` lists per modality
+    ("CT", "MR") the concepts whose presence was calibrated on held-out patients of that modality:
+    the detector reports only those on images of that modality. Empty (an uncalibrated head): every concept.
     """
 
     width: int = 96
@@ -168,9 +170,13 @@ class HeadConfig:
     region_fraction: float = 0.7  # a concept with a low presence threshold outlines its regions lower too
     merge_fraction: float = 0.5  # an unpaired organ's box spans the regions whose peak reaches this share of the best ...
     merge_gap_mm: float = 50.0  # ... and that lie this close to the best region's box (15 split the DICOM spleen)
+    validated: dict[str, list[str]] = field(default_factory=dict)
 
     def presence(self, concept: str) -> float:
         return self.presence_thresholds.get(concept, self.presence_threshold)
+
+    def validated_on(self, concept: str, modality: str) -> bool:
+        return not self.validated or concept in self.validated.get(modality, ())
 
     def region(self, concept: str) -> float:
         return min(self.region_threshold, self.region_fraction * self.presence(concept))
@@ -329,9 +335,20 @@ class LiteGroundingDetector(Detector):
             pixel_mm = slice_pixel_mm(image)
             detections = []
             for structure, concept, plane in zip(structures, concepts, heat):
-                detections.extend(self._regions(structure, concept, plane, pixel_mm))
+                if self.model.config.validated_on(concept, image.modality):
+                    detections.extend(self._regions(structure, concept, plane, pixel_mm))
             found.append(sorted(detections, key=lambda d: -d.score))
         return found
+
+    def refusal(self, structure: str, modality: str) -> str | None:
+        """Set for a concept the head's presence was not calibrated for on this modality (never seen present on
+        held-out patients of it: a guess, which must not come out as a mask)."""
+        concept = concept_of(structure)
+        if self.model.config.validated_on(concept, modality):
+            return None
+        known = ", ".join(c.replace("_", " ") for c in self.model.config.validated.get(modality, ())) or "nothing"
+        return (f"not validated on {modality} for this head (it finds there: {known}); "
+                "draw a box or choose another detector")
 
     def support(self, images: Sequence[SliceImage], structure: str) -> list[np.ndarray]:
         """Per image (rows, cols): the structure's side-free concept probability, each cell raised to the highest

@@ -28,7 +28,8 @@ from limis.vocab import label_ids, other_side
 MODES = ("oracle-box", "text", "interactive")
 FIELDS = ["mode", "case", "patient", "structure", "dice", "iou", "nsd", "hd95_mm", "volume_pred_ml",
           "volume_ref_ml", "volume_error_ml", "swapped", "seconds"]
-ABSENT_FIELDS = ["mode", "case", "patient", "structure", "found", "voxels", "volume_pred_ml", "score"]
+# declined: 1 when the detector never looked for the structure on this modality (HeadConfig.validated)
+ABSENT_FIELDS = ["mode", "case", "patient", "structure", "found", "declined", "voxels", "volume_pred_ml", "score"]
 
 
 def run_accuracy(manifest: Manifest, split: str, mode: str, structures: list[str] | None, out_dir: Path,
@@ -110,7 +111,8 @@ def _absent_rows(case, volume, structures, detector, cache) -> list[dict]:
 
     result = GroundedPipeline(detector, cache).segment(volume, structures)
     return [{"mode": "text", "case": case.case_id, "patient": case.patient, "structure": r.structure,
-             "found": int(r.found), "voxels": r.voxels, "volume_pred_ml": round(r.volume_ml, 3), "score": round(r.score, 3)}
+             "found": int(r.found), "declined": int(r.refusal is not None), "voxels": r.voxels,
+             "volume_pred_ml": round(r.volume_ml, 3), "score": round(r.score, 3)}
             for r in result.results]
 
 

@@ -103,19 +103,25 @@ def comparison_table(rows: Sequence[ModeComparison], targets: dict[str, float] |
 
 
 def absent_table(folders: Sequence[Path]) -> str:
-    """Markdown: per absent prompt, how often text mode drew a mask anyway (absent.csv of each folder)."""
+    """Markdown: per absent prompt, how often text mode drew a mask anyway (absent.csv of each folder), and how often
+    the detector declined to look (a concept it does not report on that modality; files without the column: never)."""
     from limis.eval.report import markdown_table
 
-    counts: dict[str, list[int]] = {}
+    answers: dict[str, list[tuple[int, int]]] = {}  # structure -> (found, declined) per volume
     for folder in folders:
         path = Path(folder) / "absent.csv"
         if path.is_file():
             with path.open(newline="") as handle:
                 for row in csv.DictReader(handle):
-                    counts.setdefault(row["structure"], []).append(int(row["found"]))
-    if not counts:
+                    answers.setdefault(row["structure"], []).append((int(row["found"]), int(row.get("declined") or 0)))
+    if not answers:
         return "No absent prompts were asked (`limis eval accuracy --mode text --absent ...`)."
-    rows = [[name, len(found), sum(found), f"{sum(found) / len(found):.3f}"] for name, found in sorted(counts.items())]
-    every = [f for found in counts.values() for f in found]
-    rows.append(["**all absent prompts**", len(every), sum(every), f"{sum(every) / len(every):.3f}"])
-    return markdown_table(["absent prompt", "volumes asked", "false positives", "false-positive rate"], rows)
+
+    def row(name: str, pairs: list[tuple[int, int]]) -> list:
+        found = sum(f for f, _ in pairs)
+        return [name, len(pairs), sum(d for _, d in pairs), found, f"{found / len(pairs):.3f}"]
+
+    rows = [row(name, pairs) for name, pairs in sorted(answers.items())]
+    rows.append(row("**all absent prompts**", [p for pairs in answers.values() for p in pairs]))
+    return markdown_table(["absent prompt", "volumes asked", "declined by the detector", "false positives",
+                           "false-positive rate"], rows)

@@ -17,14 +17,15 @@ class SliceImage:
 
     `pixels` is float32 (rows, cols) in [0, 1] after `window`; `geometry` maps its pixels to
     canonical voxels and patient millimetres; `key` identifies (volume, plane, slice, window)
-    for embedding caches. `spacing_known` is False for 2D pictures (PNG/JPEG) whose pixel size
-    was assumed, not read.
+    for embedding caches; `modality` is the volume's ("CT", "MR", "OT"). `spacing_known` is False for
+    2D pictures (PNG/JPEG) whose pixel size was assumed, not read.
     """
 
     pixels: np.ndarray
     geometry: SliceGeometry
     window: Window
     key: tuple
+    modality: str
     spacing_known: bool = True
 
 

@@ -456,14 +456,20 @@ class Session:
                 found.append(structure)
                 continue
             missing.append(structure)
+        # a structure the detector does not report on this modality: "not found" would say nothing about the image
+        refusals = {s: why for s in missing if (why := self.detector.refusal(s, self.volume.modality))}
+        refused = "".join(f" {_label(s)}: {why}." for s, why in refusals.items())
+        missing = [s for s in missing if s not in refusals]
         self.looked_for = tuple(missing)
         if not found:
             where = ("in this volume" if within is None and self.volumetric else "on this slice" if within is None
                      else f"{self.view.plane} slices {within.start}-{within.stop - 1}")
-            raise LimisError(f"{', '.join(map(_label, missing))} not found {where}. If you can see it, go to a slice "
-                             "where it is and say 'it is here' (or say 'look lower' / 'look higher'), or draw a box.")
+            advice = (f"{', '.join(map(_label, missing))} not found {where}. If you can see it, go to a slice where it "
+                      "is and say 'it is here' (or say 'look lower' / 'look higher'), or draw a box." if missing else "")
+            raise LimisError((advice + refused).strip())
         self._push(state)
         note = f" Not found: {', '.join(map(_label, missing))} (say 'it is here' on a slice that shows it)." if missing else ""
+        note += refused
         if self.volumetric:
             extents = "; ".join(f"{_label(s)}: {self._extent_text(s, state)}" for s in found)
             return Reply(f"Segmented {extents} (left/right = patient's side).{note}", True, scope="volume")

@@ -46,6 +46,7 @@ class StructureResult:
     volume_ml: float = 0.0
     score: float = 0.0
     slice_range: tuple[int, int] | None = None
+    refusal: str | None = None  # why the detector never looked for it on this modality ("not found" says nothing)
 
     @property
     def found(self) -> bool:
@@ -133,6 +134,8 @@ class GroundedPipeline:
         Seeds found inside `within` need only the detector's own presence threshold: the caller (a
         user saying "it is here") vouches for the region, so the pipeline's stricter seed score is waived.
         """
+        if self.detector.refusal(structure, volume.modality):  # it would drop every detection: encode nothing
+            return StructureTrace({}, {}, 0.0)
         seeds = self._find_seeds(volume, structure, window, options, within, progress)
         if not seeds:
             return StructureTrace({}, {}, 0.0)
@@ -256,6 +259,7 @@ class GroundedPipeline:
             volume_ml=voxels * volume.voxel_volume_ml,
             score=score,
             slice_range=(int(covered[0]), int(covered[-1])) if covered.size else None,
+            refusal=self.detector.refusal(structure, volume.modality),
         )
 
 

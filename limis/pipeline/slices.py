@@ -18,5 +18,5 @@ def slice_image(volume: Volume, plane: Plane, index: int, window: Window) -> Sli
     pixels = window.apply(display_slice(volume.array, plane, index))
     geometry = SliceGeometry(volume.shape, volume.affine, plane, int(index))
     key = (volume.key, plane.value, int(index), window.name, window.width, window.level)
-    return SliceImage(pixels=pixels, geometry=geometry, window=window, key=key,
+    return SliceImage(pixels=pixels, geometry=geometry, window=window, key=key, modality=volume.modality,
                       spacing_known=not volume.metadata.get("spacing_assumed", False))

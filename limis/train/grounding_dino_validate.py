@@ -26,7 +26,7 @@ def as_slice_image(sample: SliceSample) -> SliceImage:
     rows, cols = sample.labels.shape
     affine = np.diag([sample.pixel_mm[1], sample.pixel_mm[0], 1.0, 1.0])  # axial display: rows = axis 1, cols = axis 0
     geometry = SliceGeometry(shape=(cols, rows, 1), affine=affine, plane=Plane.AXIAL, index=0)
-    return SliceImage(sample.pixels, geometry, sample.window, key=(sample.case_id, sample.index))
+    return SliceImage(sample.pixels, geometry, sample.window, key=(sample.case_id, sample.index), modality=sample.modality)
 
 
 def structure_scores(model: Any, processor: Any, samples: Sequence[SliceSample], device: str) -> list[dict]:

@@ -9,6 +9,11 @@ absent (brain, urinary bladder on abdominal scans) is judged per volume, because
 claim about the whole scan: its threshold sits just above the held-out absent volumes' peaks (all but
 the top `fp_rate` share), never below the default. A slice-level 1 % quantile let one volume in eight
 claim a bladder: a scan has ~100 slices.
+
+Thresholds are only as good as the held-out slices behind them, per modality: a concept never seen
+present on held-out patients of a modality (bladder on MR, pancreas on MR) has no measured recall or
+precision there, and the head's score for it is a guess (a fold-2 head put a 0.96 "bladder" on a
+T2 MR). `validated_concepts` lists per modality the concepts the detector may report at all.
 """
 
 from __future__ import annotations
@@ -59,6 +64,14 @@ def presence_thresholds(scores: dict[str, np.ndarray], default: float, fp_rate: 
                 excluded = float(np.quantile(volume_peaks, 1.0 - fp_rate, method="higher")) + VOLUME_MARGIN
                 chosen[str(concept)] = round(float(np.clip(excluded, default, cap)), 3)
     return chosen
+
+
+def validated_concepts(scores: dict[str, np.ndarray], min_present: int = MIN_POSITIVE_SLICES) -> dict[str, list[str]]:
+    """Modality -> the concepts present (>= half a cell) on at least `min_present` held-out slices of that modality."""
+    present = (scores["truth"] >= 0.5) & scores["labelled"]  # (N, C)
+    return {str(modality): [str(c) for c, n in zip(scores["concepts"], present[scores["modality"] == modality].sum(0))
+                            if n >= min_present]
+            for modality in np.unique(scores["modality"])}
 
 
 def absent_volume_peaks(peak: np.ndarray, truth: np.ndarray, case: np.ndarray) -> np.ndarray:

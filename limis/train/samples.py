@@ -45,6 +45,7 @@ class SliceSample:
     names: dict[int, str]
     pixel_mm: tuple[float, float]
     window: Window
+    modality: str  # the volume's ("CT", "MR", "OT")
     flipped: bool = False
 
     @property
@@ -97,7 +98,7 @@ def volume_samples(
             continue
         geometry = SliceGeometry(volume.shape, volume.affine, plane, index)
         yield SliceSample(case_id, patient, Plane(plane), index, display_slice(volume.array, plane, index).astype(np.float32),
-                          label_view, dict(names), geometry.pixel_spacing_mm, window)
+                          label_view, dict(names), geometry.pixel_spacing_mm, window, volume.modality)
 
 
 def manifest_samples(manifest, split: str, window: Window | None = None, plane: Plane = Plane.AXIAL) -> Iterator[SliceSample]:
