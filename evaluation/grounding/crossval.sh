@@ -18,12 +18,16 @@ RECIPE=("$@"); [ ${#RECIPE[@]} -gt 0 ] || RECIPE=(--steps 4800 --balance 0.5)
 D=evaluation/datasets
 FOLDS=fold0,fold1,fold2,fold3
 DATA=(--data "$D/btcv_abdomen_ct.yaml:$FOLDS" --data "$D/chaos_t2_mr.yaml:$FOLDS" --data "$D/grounding_train.yaml:train")
-# Prompts for structures outside every volume: each must come out "not found". The first four are known
-# negatives in training (the manifests' absent_structures); thyroid, trachea and heart never are.
-ABSENT=(--absent brain --absent urinary_bladder --absent femur_left --absent humerus_right --absent thyroid_gland --absent trachea)
+# Prompts for structures outside a volume: each must come out "not found" (asked only where the reference lacks it).
+# The first four are known negatives in training (the manifests' absent_structures); thyroid and trachea never are;
+# the gallbladder is a CT concept the head reports, absent in two BTCV patients.
+ABSENT=(--absent brain --absent urinary_bladder --absent femur_left --absent humerus_right --absent thyroid_gland --absent trachea
+        --absent gallbladder)
 
 # 1. One head per fold, trained without that fold's CT and MR patients (fold k of both manifests), and its
-#    presence thresholds chosen on the other folds' held-out slices (never on its own fold).
+#    presence thresholds and reported concepts per modality chosen on the other folds' held-out slices (never on
+#    its own fold). evaluation/grounding/fold_heads/ keeps the calibrated heads of RESULTS.md: to cross-validate an
+#    inference change, copy them to RUNS/heads/foldK/calibrated.safetensors and run steps 2-4.
 limis train lite-grounding "${DATA[@]}" --cv-folds "$FOLDS" "${RECIPE[@]}" --out "$RUNS/heads" --cache-dir "$CACHE"
 for fold in ${FOLDS//,/ }; do
   others=(); for f in ${FOLDS//,/ }; do [ "$f" != "$fold" ] && others+=(--scores "$RUNS/heads/$f/heldout_slice_scores.npz"); done
