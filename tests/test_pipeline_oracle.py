@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from limis.detect.base import DetectorTraits
 from limis.detect.oracle import OracleDetector
 from limis.imaging import load_image
 from limis.imaging.align import load_labelmap_on
@@ -187,3 +188,39 @@ def test_masks_are_cut_to_the_detectors_support_map(tmp_path: Path, box_segmente
         shown = display_slice(kept, Plane.AXIAL, index)
         assert shown.any() and not shown[:, split:].any()  # only the supported columns remain
         assert np.array_equal(shown, display_slice(reference, Plane.AXIAL, index) & (np.arange(shown.shape[1]) < split))
+
+
+class SparseOracle(OracleDetector):
+    """Oracle boxes found by scanning every n-th slice, as a learned detector is run (no box on every slice)."""
+
+    traits = DetectorTraits(understands_laterality=True)
+
+    def candidate_slices(self, structure, plane_axis):
+        return None
+
+
+def test_propagation_resumes_at_the_next_seed_after_a_failed_slice(tmp_path: Path, box_segmenter) -> None:
+    """A slice whose propagated box fails to segment ends propagation only when no seed lies beyond it:
+    the detector's next seed re-anchors it (a sliver at a structure's narrow end once lost a whole gallbladder)."""
+    from limis.imaging.display import Plane, display_slice
+    from limis.imaging.phantom import make_phantom
+    from limis.imaging.slice_image import box_from_mask
+    from limis.segment.base import SegmentResult
+
+    volume = load_image(make_phantom(tmp_path)["image"])
+    labels = np.zeros(volume.shape, dtype=np.uint16)
+    labels[20:60, 20:50, 6:12] = 1
+    seed_box = box_from_mask(display_slice(labels, Plane.AXIAL, 8) > 0)
+
+    class TightBoxesOnly(type(box_segmenter)):
+        """Segments only boxes as tight as the detector's: a propagated (grown) box gives nothing."""
+
+        def segment(self, embedding, prompts):
+            results = super().segment(embedding, prompts)
+            return [r if p.box[2] - p.box[0] <= seed_box[2] - seed_box[0] + 1 else
+                    SegmentResult(mask=np.zeros_like(r.mask), score=0.0, logits=r.logits) for r, p in zip(results, prompts)]
+
+    result = GroundedPipeline(SparseOracle(labels, {1: "liver"}), EmbeddingCache(TightBoxesOnly())).segment(
+        volume, ["liver"], all_components())
+    covered = [i for i in range(volume.shape[2]) if (result.labelmap[:, :, i] == 1).any()]
+    assert covered == [6, 8, 10]  # every scanned seed; the unscanned slices between them failed

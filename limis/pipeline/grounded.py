@@ -196,7 +196,8 @@ class GroundedPipeline:
         progress: Progress | None,
         structure: str,
     ) -> tuple[dict[int, Box], dict[int, np.ndarray]]:
-        """Boxes and masks per slice, from the best seed outward; seeds re-anchor the box, gaps reuse the last mask's box.
+        """Boxes and masks per slice, from the best seed outward; seeds re-anchor the box, gaps reuse the last mask's box,
+        and where propagation fails before the last seed it resumes at the next one (the detector saw the structure there).
 
         The masks are cut to the detector's support map; `boxes` may keep slices whose mask the cut dropped.
         """
@@ -230,7 +231,11 @@ class GroundedPipeline:
                     progress(done, total, f"segmenting {_display(structure)}")
                 too_small = result.mask.sum() < options.min_mask_pixels
                 if not every_slice_seeded and (too_small or (index not in seeds and result.score < options.min_quality)):
-                    break
+                    resume = _next_seed(seeds, index, step)
+                    if resume is None:
+                        break
+                    index, previous = resume, None  # the detector saw it further on: re-anchor there
+                    continue
                 masks[index], boxes[index] = result.mask, box
                 previous = result.mask
                 index += step
@@ -324,6 +329,12 @@ def detect_structure(detector: Detector, images: Sequence[SliceImage], structure
             for image, dets in zip(images, raw)
         ]
     return [sorted(dets, key=lambda d: -d.score) for dets in raw]
+
+
+def _next_seed(seeds: dict[int, Detection], index: int, step: int) -> int | None:
+    """The nearest seed beyond `index` in the direction `step` (+1 or -1), if any."""
+    ahead = [i for i in seeds if (i - index) * step > 0]
+    return min(ahead, key=lambda i: abs(i - index)) if ahead else None
 
 
 def _next_box(
