@@ -467,3 +467,24 @@ def test_a_structure_the_detector_declines_is_answered_with_its_reason(totalseg_
     declined = session.apply("spleen")
     assert not declined.changed and declined.text == "Spleen: not validated on CT for this test."
     assert session.apply("liver").changed and "spleen" not in session.state.objects
+
+
+class LiverDoubtingOracle(OracleDetector):
+    """The oracle, with a caveat for the liver and the brain (as a head that claimed them on patients without one)."""
+
+    def caveat(self, structure: str, modality: str) -> str | None:
+        return "claimed on 1 of 2 CT patients without one in this test" if structure in ("liver", "brain") else None
+
+
+def test_a_found_structure_with_a_caveat_says_it_in_the_reply_and_the_result(totalseg_dir: Path, total_names,
+                                                                          box_segmenter) -> None:
+    """The caveat reaches the user with the mask (chat reply, pipeline result); a structure not found carries none."""
+    from limis.pipeline.grounded import GroundedPipeline
+
+    volume = load_image(totalseg_dir / "example_ct.nii.gz")
+    labels = load_labelmap_on(volume, totalseg_dir / "example_seg_fast_force_split.nii.gz")
+    detector = LiverDoubtingOracle(labels, total_names)
+    reply = _session(volume, box_segmenter, detector=detector).apply("liver")
+    assert reply.changed and reply.text.endswith("Liver: claimed on 1 of 2 CT patients without one in this test.")
+    results = GroundedPipeline(detector, EmbeddingCache(box_segmenter)).segment(volume, ["liver", "spleen", "brain"]).results
+    assert [r.caveat for r in results] == ["claimed on 1 of 2 CT patients without one in this test", None, None]

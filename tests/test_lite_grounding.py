@@ -285,6 +285,43 @@ def test_validated_concepts_are_those_seen_present_per_modality() -> None:
     assert validated_concepts(scores) == {"CT": ["liver", "kidney"], "MR": ["liver"]}
 
 
+def test_absent_claims_count_held_out_volumes_without_the_concept_that_it_was_found_in() -> None:
+    """Per modality: of the volumes labelled for a concept and wholly without it, those whose peak reaches the
+    threshold; a volume that has the concept on any slice is not asked, and a concept never claimed is left out."""
+    from limis.train.presence import absent_claims
+
+    case = np.repeat(np.array(["ct_a", "ct_b", "ct_c", "mr_a"]), 10)
+    modality = np.where(np.char.startswith(case, "ct"), "CT", "MR")
+    peak = np.zeros((40, 2), dtype=np.float32)
+    truth = np.zeros((40, 2), dtype=np.float32)
+    truth[0:4, 0] = 1.0  # ct_a has a gallbladder ...
+    peak[0:4, 0] = 0.9
+    peak[15, 0] = 0.8  # ... ct_b has none but a slice peaks above the threshold
+    peak[25, 0] = 0.2  # ct_c: below it
+    peak[35, 0] = 0.9  # mr_a: not labelled for the gallbladder
+    labelled = np.ones((40, 2), dtype=bool)
+    labelled[30:, 0] = False
+    scores = {"concepts": np.array(["gallbladder", "liver"]), "peak": peak, "truth": truth, "labelled": labelled,
+              "modality": modality, "case": case}
+    assert absent_claims(scores, {"gallbladder": 0.5}, 0.5) == {"CT": {"gallbladder": [1, 2]}}
+    assert absent_claims(scores, {"gallbladder": 0.85}, 0.5) == {}
+
+
+def test_a_concept_claimed_on_absent_volumes_comes_with_a_caveat_on_that_modality_only() -> None:
+    from dataclasses import replace
+
+    from limis.detect.lite_grounding import LiteGroundingDetector
+
+    shipped = LiteGroundingModel.load(default_weights())
+    config = replace(shipped.config, validated={"CT": ["gallbladder", "liver"], "MR": ["liver"]},
+                     absent_claims={"CT": {"gallbladder": [2, 2]}, "MR": {"gallbladder": [1, 3]}})
+    detector = LiteGroundingDetector(LiteGroundingModel(shipped.head, shipped.text_table, config, shipped.metadata),
+                                     SeededEmbeddings())
+    assert "2 of 2" in detector.caveat("gallbladder", "CT")
+    assert detector.caveat("liver", "CT") is None
+    assert detector.caveat("gallbladder", "MR") is None  # declined there: the refusal speaks, not a caveat
+
+
 def test_detector_reports_only_concepts_validated_on_the_image_modality(tmp_path: Path, box_segmenter) -> None:
     """A head validated for liver on CT: its CT answers are the ungated head's, on MR it reports nothing and says why,
     and the pipeline then neither encodes a slice nor calls it absent without the reason."""

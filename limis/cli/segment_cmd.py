@@ -108,7 +108,7 @@ def segment(
     size_key, size_of = size_measure(volume)
     rows = [{"structure": r.structure, "found": r.found, "voxels": r.voxels, size_key: size_of(r),
              "detector_score": round(r.score, 3), "slices": list(r.slice_range) if r.slice_range else None,
-             "not_looked_for": r.refusal}
+             "not_looked_for": r.refusal, "caveat": r.caveat}
             for r in result.results]
     written = []
     if present:
@@ -167,6 +167,9 @@ def _report(rows: list[dict], written: list[Path], as_json: bool, size_key: str)
             why = row["not_looked_for"] or "not found in this image"
             table.add_row(row["structure"], "-", "-", "-", f"[yellow]{why}[/]")
     console.print(table)
+    for row in rows:
+        if row["caveat"]:
+            console.print(f"[yellow]{row['structure']}: {row['caveat']}.[/]")
     for path in written:
         print_written(path)
     if not written:

@@ -122,13 +122,14 @@ def calibrate_presence(
 
     from limis.detect.lite_grounding import LiteGroundingModel
     from limis.eval.report import markdown_table
-    from limis.train.presence import presence_thresholds, read_scores, threshold_report, validated_concepts
+    from limis.train.presence import absent_claims, presence_thresholds, read_scores, threshold_report, validated_concepts
 
     model = LiteGroundingModel.load(head)
     found = read_scores(scores)
     thresholds = presence_thresholds(found, model.config.presence_threshold, fp_rate)
     validated = validated_concepts(found)
-    config = replace(model.config, presence_thresholds=thresholds, validated=validated)
+    claims = absent_claims(found, thresholds, model.config.presence_threshold)
+    config = replace(model.config, presence_thresholds=thresholds, validated=validated, absent_claims=claims)
     calibrated = LiteGroundingModel(model.head, model.text_table, config,
                                     {**model.metadata, "presence_calibration": {"fp_rate": fp_rate,
                                                                                 "scores": [str(p) for p in scores]}})
@@ -147,4 +148,7 @@ def calibrate_presence(
     console.print(table, highlight=False)
     for modality, concepts in validated.items():
         console.print(f"reported on {modality}: {', '.join(concepts)}", highlight=False)
+    for modality, claimed in claims.items():
+        console.print("claimed on held-out {} volumes without it (its masks carry a caveat): {}".format(
+            modality, ", ".join(f"{c} {n} of {of}" for c, (n, of) in claimed.items())), highlight=False)
     print_written(out)

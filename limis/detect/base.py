@@ -44,8 +44,9 @@ class Detector(ABC):
     A backend sets `name` and `traits` and implements `detect`; `detect_batch` loops over `detect`
     unless the backend batches model calls, `candidate_slices` is None (search every n-th
     slice) unless the backend knows where a structure lies, `support` is None unless the
-    backend has a per-pixel map of where the structure is, and `refusal` is None unless the backend
-    declines some structures on some modalities.
+    backend has a per-pixel map of where the structure is, `refusal` is None unless the backend
+    declines some structures on some modalities, and `caveat` is None unless it knows a way its
+    answers for a structure go wrong.
     """
 
     name: str
@@ -71,6 +72,11 @@ class Detector(ABC):
     def refusal(self, structure: str, modality: str) -> str | None:
         """Why this detector never reports `structure` on images of `modality` (so "not found" says nothing
         about the image), or None when it looks for it."""
+        return None
+
+    def caveat(self, structure: str, modality: str) -> str | None:
+        """What a mask of `structure` found by this detector on `modality` may get wrong, measured on patients it
+        never trained on (e.g. claimed on volumes without the structure), or None when nothing is known."""
         return None
 
     def support(self, images: Sequence[SliceImage], structure: str) -> list[np.ndarray] | None:

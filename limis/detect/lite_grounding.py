@@ -160,6 +160,8 @@ class HeadConfig:
     model card); concepts without one use `presence_threshold`. `validated` lists per modality
     ("CT", "MR") the concepts whose presence was calibrated on held-out patients of that modality:
     the detector reports only those on images of that modality. Empty (an uncalibrated head): every concept.
+    `absent_claims` holds per modality, for concepts the head claimed on held-out volumes wholly without them,
+    [volumes claimed, volumes without it]: a found mask of such a concept comes with that caveat.
     """
 
     width: int = 96
@@ -171,6 +173,7 @@ class HeadConfig:
     merge_fraction: float = 0.5  # an unpaired organ's box spans the regions whose peak reaches this share of the best ...
     merge_gap_mm: float = 50.0  # ... and that lie this close to the best region's box (15 split the DICOM spleen)
     validated: dict[str, list[str]] = field(default_factory=dict)
+    absent_claims: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def presence(self, concept: str) -> float:
         return self.presence_thresholds.get(concept, self.presence_threshold)
@@ -349,6 +352,17 @@ class LiteGroundingDetector(Detector):
         known = ", ".join(c.replace("_", " ") for c in self.model.config.validated.get(modality, ())) or "nothing"
         return (f"not validated on {modality} for this head (it finds there: {known}); "
                 "draw a box or choose another detector")
+
+    def caveat(self, structure: str, modality: str) -> str | None:
+        """Set for a concept this head claimed on held-out patients of `modality` who lack it (a gallbladder after
+        cholecystectomy): its mask may be a confident wrong answer there."""
+        concept = concept_of(structure)
+        claim = self.model.config.absent_claims.get(modality, {}).get(concept)
+        if not claim or not self.model.config.validated_on(concept, modality):
+            return None
+        claimed, asked = claim
+        return (f"on {modality} patients without a {concept_text(concept)} (held out from training) this head still "
+                f"found one in {claimed} of {asked}; if it may be absent (e.g. removed), check the mask")
 
     def support(self, images: Sequence[SliceImage], structure: str) -> list[np.ndarray]:
         """Per image (rows, cols): the structure's side-free concept probability, each cell raised to the highest

@@ -470,6 +470,7 @@ class Session:
         self._push(state)
         note = f" Not found: {', '.join(map(_label, missing))} (say 'it is here' on a slice that shows it)." if missing else ""
         note += refused
+        note += "".join(f" {_label(s)}: {why}." for s in found if (why := self.detector.caveat(s, self.volume.modality)))
         if self.volumetric:
             extents = "; ".join(f"{_label(s)}: {self._extent_text(s, state)}" for s in found)
             return Reply(f"Segmented {extents} (left/right = patient's side).{note}", True, scope="volume")

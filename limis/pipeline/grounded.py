@@ -47,6 +47,7 @@ class StructureResult:
     score: float = 0.0
     slice_range: tuple[int, int] | None = None
     refusal: str | None = None  # why the detector never looked for it on this modality ("not found" says nothing)
+    caveat: str | None = None  # for a found structure: how the detector's answers for it are known to go wrong
 
     @property
     def found(self) -> bool:
@@ -265,6 +266,7 @@ class GroundedPipeline:
             score=score,
             slice_range=(int(covered[0]), int(covered[-1])) if covered.size else None,
             refusal=self.detector.refusal(structure, volume.modality),
+            caveat=self.detector.caveat(structure, volume.modality) if voxels else None,
         )
 
 

@@ -74,6 +74,22 @@ def validated_concepts(scores: dict[str, np.ndarray], min_present: int = MIN_POS
             for modality in np.unique(scores["modality"])}
 
 
+def absent_claims(scores: dict[str, np.ndarray], thresholds: dict[str, float],
+                  default: float) -> dict[str, dict[str, list[int]]]:
+    """Modality -> concept -> [claimed, asked]: of the held-out volumes of that modality labelled for the concept
+    and wholly without it (`asked`), those whose highest slice peak reaches its threshold; concepts claimed at least once."""
+    claims: dict[str, dict[str, list[int]]] = {}
+    for modality in np.unique(scores["modality"]):
+        of_modality = scores["modality"] == modality
+        for index, concept in enumerate(scores["concepts"]):
+            rows = of_modality & scores["labelled"][:, index]
+            peaks = absent_volume_peaks(scores["peak"][rows, index], scores["truth"][rows, index], scores["case"][rows])
+            claimed = int((peaks >= thresholds.get(str(concept), default)).sum())
+            if claimed:
+                claims.setdefault(str(modality), {})[str(concept)] = [claimed, int(peaks.size)]
+    return claims
+
+
 def absent_volume_peaks(peak: np.ndarray, truth: np.ndarray, case: np.ndarray) -> np.ndarray:
     """(V,) the highest slice peak of each volume the concept is wholly absent from (no slice with truth > 0).
 
