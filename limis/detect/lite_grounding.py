@@ -349,7 +349,7 @@ class LiteGroundingDetector(Detector):
         concept = concept_of(structure)
         if self.model.config.validated_on(concept, modality):
             return None
-        known = ", ".join(c.replace("_", " ") for c in self.model.config.validated.get(modality, ())) or "nothing"
+        known = ", ".join(concept_text(c) for c in self.model.config.validated.get(modality, ())) or "nothing"
         return (f"not validated on {modality} for this head (it finds there: {known}); "
                 "draw a box or choose another detector")
 
