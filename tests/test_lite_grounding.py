@@ -224,7 +224,7 @@ def test_train_lite_grounding_cli_learns_and_loads(totalseg_dir: Path, tmp_path:
 
     out = tmp_path / "run"  # embeddings from the suite's one cache (LIMIS_EMBEDDING_CACHE): the 3D tests encode these slices
     code = main(["train", "lite-grounding", "--data", f"{MANIFEST}:train", "--out", str(out),
-                 "--slice-step", "16", "--steps", "80", "--batch-size", "4", "--precision", "fp32"])
+                 "--slice-step", "16", "--steps", "80", "--batch-size", "4", "--precision", "fp32", "--context-slices", "1"])
     assert code == 0
     assert json.loads((out / "run.json").read_text())["config"]["precision"] == "fp32"
     with (out / "metrics.csv").open() as handle:
@@ -234,6 +234,7 @@ def test_train_lite_grounding_cli_learns_and_loads(totalseg_dir: Path, tmp_path:
     from limis.segment.cache import EmbeddingCache
 
     model = LiteGroundingModel.load(out / "lite_grounding.safetensors")
+    assert model.config.context_slices == 1 and model.head.reduce[0].in_channels == 3 * 256 + 5
     detector = LiteGroundingDetector(model, EmbeddingCache(litemedsam))
     assert model.metadata["training_cases"] == ["example_ct"] and "liver" in model.concepts
     assert model.text(["liver", "kidney"]).shape == (2, 384)
@@ -381,16 +382,26 @@ def phantom_slices(folder: Path) -> list:
 
 
 def test_head_passes_a_few_slices_at_a_time_with_the_answer_of_one_pass(tmp_path: Path) -> None:
-    """Ten slices go through the head HEAD_SLICES at a time (memory) and get the probabilities of one batched pass."""
-    from limis.detect.lite_grounding import HEAD_SLICES, LiteGroundingDetector, coordinate_channels, slice_pixel_mm
+    """Ten slices go through the head HEAD_SLICES at a time (memory) and get the probabilities of one batched pass
+    (each slice's embedding followed by those of the neighbours the head reads)."""
+    from limis.detect.lite_grounding import (
+        HEAD_SLICES,
+        LiteGroundingDetector,
+        context_offsets,
+        coordinate_channels,
+        slice_pixel_mm,
+    )
 
     model = LiteGroundingModel.load(default_weights())
     images = phantom_slices(tmp_path)
     embeddings = SeededEmbeddings()
     chunked = LiteGroundingDetector(model, embeddings).grid_probabilities(images, ["liver", "kidney"])
-    assert len(images) > HEAD_SLICES and max(embeddings.asked) == HEAD_SLICES and sum(embeddings.asked) == len(images)
+    offsets = context_offsets(model.config.context_slices)
+    assert len(images) > HEAD_SLICES and max(embeddings.asked) == len(offsets) * HEAD_SLICES
+    assert sum(embeddings.asked) == len(offsets) * len(images)
     with torch.inference_mode():
-        features = torch.cat([e.features for e in SeededEmbeddings().get_many(images)])
+        features = torch.cat([torch.cat([e.features for e in SeededEmbeddings().get_many([im.neighbour(o) for o in offsets])],
+                                        dim=1) for im in images])
         coords = torch.stack([coordinate_channels(im.pixels, slice_pixel_mm(im)) for im in images])
         one_pass = torch.softmax(model.head(features, coords, model.text(list(model.concepts))), dim=1)[:, 1:]
     rows = [list(model.concepts).index(c) for c in ("liver", "kidney")]
@@ -451,11 +462,12 @@ def test_precision_reaches_the_training_step() -> None:
     assert torch.equal(fp32, trained("fp32")) and not torch.equal(fp32, trained("bf16"))
 
 
-def test_unknown_precision_is_one_line_before_any_loading(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("option, said", [(["--precision", "fp16"], "fp16"), (["--context-slices", "-1"], "-1")])
+def test_a_wrong_recipe_is_one_line_before_any_loading(tmp_path: Path, capsys, option: list[str], said: str) -> None:
     from made_inputs import one_error_line
 
     from limis.cli import main
 
-    code = main(["train", "lite-grounding", "--data", f"{MANIFEST}:train", "--out", str(tmp_path / "run"), "--precision", "fp16"])
-    assert code == 2 and "fp16" in one_error_line(capsys)
+    code = main(["train", "lite-grounding", "--data", f"{MANIFEST}:train", "--out", str(tmp_path / "run"), *option])
+    assert code == 2 and said in one_error_line(capsys)
     assert not (tmp_path / "run").exists()

@@ -78,6 +78,8 @@ def lite_grounding(
     balance: float = typer.Option(0.0, "--balance", help="Draw slices of rare concepts more often: weight "
                                   "(commonest concept's slices / rarest present concept's)^BALANCE, capped at 4 (0 = uniform)."),
     slice_step: int = typer.Option(1, "--slice-step", help="Use every n-th slice (quick runs)."),
+    context_slices: int = typer.Option(0, "--context-slices", help="Neighbouring slices the head also reads on each "
+                                       "side (1: the slices just above and below; 0: the slice alone)."),
     precision: str = typer.Option("bf16", "--precision", help="bf16 (the cross-validated recipe; fast on CPUs with "
                                   "AVX512-BF16/AMX, ~35x slower elsewhere) or fp32 (fast everywhere, another recipe)."),
     cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE",
@@ -91,7 +93,8 @@ def lite_grounding(
     from limis.train.lite_grounding import LiteGroundingTrainConfig, cross_validate, train_lite_grounding, write_model_card
 
     config = LiteGroundingTrainConfig(data=tuple(data), steps=steps, batch_size=batch_size, lr=lr, zoom=zoom, seed=seed,
-                                      balance=balance, slice_step=slice_step, precision=precision)
+                                      balance=balance, slice_step=slice_step, precision=precision,
+                                      context_slices=context_slices)
     if cv_folds:
         for path in cross_validate(config, [f.strip() for f in cv_folds.split(",")], out, cache_dir,
                                    say=lambda line: console.print(line, highlight=False)):

@@ -42,7 +42,8 @@ class Detector(ABC):
     """Finds boxes for canonical structure names on displayed slices.
 
     A backend sets `name` and `traits` and implements `detect`; `detect_batch` loops over `detect`
-    unless the backend batches model calls, `candidate_slices` is None (search every n-th
+    unless the backend batches model calls, `slices_read` is the images themselves unless the backend also reads
+    neighbouring slices, `candidate_slices` is None (search every n-th
     slice) unless the backend knows where a structure lies, `support` is None unless the
     backend has a per-pixel map of where the structure is, `refusal` is None unless the backend
     declines some structures on some modalities, and `caveat` is None unless it knows a way its
@@ -64,6 +65,11 @@ class Detector(ABC):
     def detect_batch(self, images: Sequence[SliceImage], structures: Sequence[str]) -> list[list[Detection]]:
         """`detect` for each image, in order."""
         return [self.detect(image, structures) for image in images]
+
+    def slices_read(self, images: Sequence[SliceImage]) -> list[SliceImage]:
+        """Every slice whose input (e.g. embedding) answering on `images` reads, each once: what the pipeline may
+        encode ahead for an embedding-reading detector."""
+        return list({image.key: image for image in images}.values())
 
     def candidate_slices(self, structure: str, plane_axis: int) -> np.ndarray | None:
         """Indices along canonical `plane_axis` where the structure lies, or None when unknown."""

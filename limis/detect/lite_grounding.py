@@ -5,7 +5,9 @@ slice with its longest side resized to 256, padded; (256, 64, 64) features), so 
 slice serves detection and segmentation, and an on-disk `EmbeddingCache` helps both. That input
 keeps the scan's field of view (1-2 mm per input pixel on abdominal scans), so the head also
 gets each cell's physical position (mm from the trunk centre), its trunk-relative position and
-whether it lies on the image or on the padding. A structure's MiniLM text embedding becomes a
+whether it lies on the image or on the padding. A head trained with neighbouring-slice context also
+reads the embeddings of the slices just above and below (`HeadConfig.context_slices`; the volume's
+end slices stand in for themselves). A structure's MiniLM text embedding becomes a
 query; a softmax over background and every known concept gives each cell's probability. Regions
 of the heatmap give boxes scored by their peak, so "not present" is a low peak. A region counts when
 its peak reaches the concept's presence threshold (chosen on held-out patients).
@@ -41,6 +43,7 @@ WEIGHTS_FILE = "lite_grounding.safetensors"
 FORMAT = "native-embedding-v2"  # head files of the earlier 3 mm canvas design are refused
 INPUT_SIZE = 256  # LiteMedSAM input side
 GRID = 64  # LiteMedSAM embedding side
+EMBED_DIM = 256  # LiteMedSAM embedding channels
 CELL = INPUT_SIZE // GRID
 TEXT_DIM = 384  # MiniLM-L6 sentence embedding
 COORD_CHANNELS = 5
@@ -73,6 +76,11 @@ def spans_regions(concept: str) -> bool:
 def concept_text(concept: str) -> str:
     """The phrase whose sentence embedding conditions the head ("inferior_vena_cava" -> "inferior vena cava")."""
     return concept.replace("_", " ")
+
+
+def context_offsets(context_slices: int) -> tuple[int, ...]:
+    """Slice offsets whose embeddings a head reads, in channel order: the slice, then -1, +1, -2, +2, ..."""
+    return (0,) + tuple(sign * step for step in range(1, context_slices + 1) for sign in (-1, 1))
 
 
 def input_size(shape: tuple[int, int]) -> tuple[int, int]:
@@ -119,13 +127,15 @@ def heat_on_display(grid_probs: torch.Tensor, shape: tuple[int, int]) -> torch.T
 
 
 class GroundingHead(nn.Module):
-    """(B, 256, 64, 64) embeddings + (B, 5, 64, 64) coordinates + (C, 384) text -> (B, 1 + C, 64, 64) logits.
+    """(B, E, 64, 64) embeddings + (B, 5, 64, 64) coordinates + (C, 384) text -> (B, 1 + C, 64, 64) logits.
+
+    E is 256 per slice read: the slice's own LiteMedSAM embedding, then its neighbours' (`context_offsets`).
 
     Channel 0 is background; a softmax over channels gives each cell's probability of lying in
     each asked concept (labelmaps are exclusive, so concepts compete for a cell).
     """
 
-    def __init__(self, embed_dim: int = 256, text_dim: int = TEXT_DIM, width: int = 96) -> None:
+    def __init__(self, embed_dim: int = EMBED_DIM, text_dim: int = TEXT_DIM, width: int = 96) -> None:
         super().__init__()
         self.width = width
         self.reduce = nn.Sequential(nn.Conv2d(embed_dim + COORD_CHANNELS, width, 1), nn.GroupNorm(8, width), nn.GELU())
@@ -162,9 +172,11 @@ class HeadConfig:
     the detector reports only those on images of that modality. Empty (an uncalibrated head): every concept.
     `absent_claims` holds per modality, for concepts the head claimed on held-out volumes wholly without them,
     [volumes claimed, volumes without it]: a found mask of such a concept comes with that caveat.
+    `context_slices`: neighbouring slices read on each side (0: the slice alone).
     """
 
     width: int = 96
+    context_slices: int = 0
     region_threshold: float = 0.35  # heatmap probability that outlines a region (cells half covered sit near 0.5)
     presence_threshold: float = 0.5  # a region counts only if its peak probability reaches this
     min_region_mm2: float = 100.0  # smaller regions are noise
@@ -174,6 +186,11 @@ class HeadConfig:
     merge_gap_mm: float = 50.0  # ... and that lie this close to the best region's box (15 split the DICOM spleen)
     validated: dict[str, list[str]] = field(default_factory=dict)
     absent_claims: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+
+    @property
+    def embed_dim(self) -> int:
+        """Embedding channels the head reads: 256 per slice read."""
+        return EMBED_DIM * len(context_offsets(self.context_slices))
 
     def presence(self, concept: str) -> float:
         return self.presence_thresholds.get(concept, self.presence_threshold)
@@ -247,7 +264,7 @@ class LiteGroundingModel:
         if meta.get("format") != FORMAT:
             raise LimisError(f"{path}: a lite-grounding head of an older format ({meta.get('format', '3 mm canvas')}); "
                              "retrain it with `limis train lite-grounding`.")
-        head = GroundingHead(width=config.width)
+        head = GroundingHead(embed_dim=config.embed_dim, width=config.width)
         state = {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}
         try:
             head.load_state_dict(state, strict=True)
@@ -317,9 +334,16 @@ class LiteGroundingDetector(Detector):
         rows = [known.index(c) for c in concepts]
         return torch.stack([self._probabilities[(im.key, known)][rows].float() for im in images])
 
+    def slices_read(self, images: Sequence[SliceImage]) -> list[SliceImage]:
+        """The images and, for a head with context, their neighbours, each once."""
+        offsets = context_offsets(self.model.config.context_slices)
+        return super().slices_read([image.neighbour(offset) for image in images for offset in offsets])
+
     def _remember(self, images: Sequence[SliceImage], known: tuple[str, ...], text: torch.Tensor) -> None:
         """Run the head on `images` and keep their (C, 64, 64) probabilities of the `known` concepts (text: (C, 384))."""
-        embeddings = torch.cat([e.features.float().cpu() for e in self.embeddings.get_many(images)])
+        offsets = context_offsets(self.model.config.context_slices)
+        read = self.embeddings.get_many([image.neighbour(offset) for image in images for offset in offsets])
+        embeddings = torch.cat([e.features.float().cpu() for e in read]).reshape(len(images), -1, GRID, GRID)
         coords = torch.stack([coordinate_channels(im.pixels, slice_pixel_mm(im)) for im in images])
         probs = torch.softmax(self.model.head(embeddings, coords, text), dim=1)[:, 1:]
         for image, found in zip(images, probs):

@@ -175,7 +175,7 @@ class GroundedPipeline:
         images = [slice_image(volume, plane, i, window) for i in indices]
         if progress is not None and self.detector.traits.reads_embeddings:  # encode first, in steps the user sees
             for start in range(0, len(images), 4):
-                self.cache.get_many(images[start : start + 4])
+                self.cache.get_many(self.detector.slices_read(images[start : start + 4]))
                 progress(min(start + 4, len(images)), len(images), f"searching for {_display(structure)}")
         found = detect_structure(self.detector, images, structure)
         min_score = 0.0 if within is not None else options.min_detection_score

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from limis.imaging.display import Plane, SliceGeometry, Window, default_window, display_slice, window_by_name
 from limis.imaging.slice_image import SliceImage
 from limis.imaging.volume import Volume
@@ -13,10 +15,11 @@ def choose_window(volume: Volume, name: str | None = None) -> Window:
 
 
 def slice_image(volume: Volume, plane: Plane, index: int, window: Window) -> SliceImage:
-    """The windowed radiological view of one slice, with its geometry and cache key."""
+    """The windowed radiological view of one slice, with its geometry, cache key and a way to its neighbours."""
     plane = Plane(plane)
     pixels = window.apply(display_slice(volume.array, plane, index))
     geometry = SliceGeometry(volume.shape, volume.affine, plane, int(index))
     key = (volume.key, plane.value, int(index), window.name, window.width, window.level)
     return SliceImage(pixels=pixels, geometry=geometry, window=window, key=key, modality=volume.modality,
-                      spacing_known=not volume.metadata.get("spacing_assumed", False))
+                      spacing_known=not volume.metadata.get("spacing_assumed", False),
+                      slice_at=partial(slice_image, volume, plane, window=window))

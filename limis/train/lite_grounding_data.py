@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from limis.detect.lite_grounding import GRID, INPUT_SIZE, coordinate_channels, input_size, slice_pixel_mm
+from limis.detect.lite_grounding import GRID, INPUT_SIZE, context_offsets, coordinate_channels, input_size, slice_pixel_mm
 
 Progress = Callable[[str], None]
 
@@ -50,7 +50,7 @@ class SliceRecord(NamedTuple):
 @dataclass
 class TrainingSlices:
     """N slices: embeddings (N, 256, 64, 64) float16, coords (N, 5, 64, 64), targets (N, C, 64, 64) float16
-    occupancy of each concept, labelled (N, C) bool, and a record per slice."""
+    occupancy of each concept, labelled (N, C) bool, and a record per slice; every `slice_step`-th slice was loaded."""
 
     embeddings: torch.Tensor
     coords: torch.Tensor
@@ -58,6 +58,24 @@ class TrainingSlices:
     labelled: torch.Tensor
     concepts: list[str]
     slices: list[SliceRecord]
+    slice_step: int = 1
+
+    def context_rows(self, context_slices: int) -> torch.Tensor:
+        """(N, K) rows of the slices whose embeddings each slice's head input reads, in `context_offsets` order: the
+        same case's loaded slice `offset * slice_step` indices away, clamped to the case's first and last loaded slice
+        (as inference clamps to the volume's ends)."""
+        row_of = {(s.case, s.index): row for row, s in enumerate(self.slices)}
+        ends: dict[str, tuple[int, int]] = {}
+        for s in self.slices:
+            low, high = ends.get(s.case, (s.index, s.index))
+            ends[s.case] = (min(low, s.index), max(high, s.index))
+        offsets = context_offsets(context_slices)
+        return torch.tensor([[row_of[(s.case, min(max(s.index + offset * self.slice_step, ends[s.case][0]), ends[s.case][1]))]
+                              for offset in offsets] for s in self.slices], dtype=torch.long)
+
+    def head_inputs(self, rows: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """(B, 256 K, 64, 64) float32: each batch slice's embedding followed by its context's (`rows` from `context_rows`)."""
+        return self.embeddings[rows[batch].flatten()].float().reshape(len(batch), -1, GRID, GRID)
 
 
 def trainable_concepts(names: dict[int, str]) -> dict[str, list[int]]:
@@ -135,4 +153,4 @@ def load_training_slices(sources: Sequence[DataSource], segmenter, cache_dir, sl
             slices.append(SliceRecord(case.case_id, index, volume.modality, case.split))
         say(f"{case.case_id}: {sum(1 for s in slices if s.case == case.case_id)} slices ready ({time.time() - started:.0f} s)")
     return TrainingSlices(torch.stack(embeddings), torch.stack(coords), torch.stack(targets), torch.stack(labelled),
-                          concepts, slices)
+                          concepts, slices, max(1, slice_step))
