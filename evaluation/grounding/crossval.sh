@@ -9,9 +9,9 @@
 # Training is bf16 (the recipe): fast on CPUs with AVX512-BF16/AMX (0.48 s per step on one core of an AVX512-BF16 EPYC,
 # ~40 min per 4800-step head; on an AMX Xeon, 2026-12-04: encoding 26 min, the four fold heads 75 min as two
 # `--cv-folds` halves at once (one thread each), steps 2-4 ~35 min),
-# ~35x slower on AVX2 (torch emulates bf16). A training process peaks at ~12 GB while it
-# loads the embeddings and holds ~7.5 GB while it trains: in 24 GB start a second one only after the first has loaded
-# (two loading at once were OOM-killed).
+# ~35x slower on AVX2 (torch emulates bf16). A training process holds ~8 GB (the embeddings of every slice, filled in
+# place since 2026-12-07; stacking them had peaked at ~13.6 GB): in 24 GB start a second one only after the first has
+# loaded (two loading at once were OOM-killed).
 set -euo pipefail
 RUNS=${1:?runs folder}; CACHE=${2:?embedding cache folder}; shift 2
 RECIPE=("$@"); [ ${#RECIPE[@]} -gt 0 ] || RECIPE=(--steps 4800 --balance 0.5)

@@ -249,13 +249,18 @@ def cross_validate(config: LiteGroundingTrainConfig, folds: list[str], out_dir: 
     for fold in folds:
         say(f"fold {fold}: training without its patients")
         model, _ = train_lite_grounding(config, out_dir / fold, cache_dir, say, data=data, holdout=fold)
-        path = model.save(out_dir / fold / "lite_grounding.safetensors")
-        held = np.array([i for i, s in enumerate(data.slices) if s.split == fold])
-        np.savez_compressed(out_dir / fold / "heldout_slice_scores.npz", concepts=np.array(data.concepts),
-                            modality=np.array([data.slices[i].modality for i in held]),
-                            case=np.array([data.slices[i].case for i in held]), **slice_scores(model, data, held))
-        written.append(path)
+        written.append(save_fold_head(model, data, fold, out_dir / fold))
     return written
+
+
+def save_fold_head(model: LiteGroundingModel, data: TrainingSlices, fold: str, folder: Path) -> Path:
+    """Write a fold's head and its scores on the fold's own (held-out) slices; returns the head's path."""
+    path = model.save(folder / "lite_grounding.safetensors")
+    held = np.array([i for i, s in enumerate(data.slices) if s.split == fold])
+    np.savez_compressed(folder / "heldout_slice_scores.npz", concepts=np.array(data.concepts),
+                        modality=np.array([data.slices[i].modality for i in held]),
+                        case=np.array([data.slices[i].case for i in held]), **slice_scores(model, data, held))
+    return path
 
 
 def write_model_card(model: LiteGroundingModel, path: Path, run: TrainingRun) -> Path:

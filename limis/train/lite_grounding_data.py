@@ -19,7 +19,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from limis.detect.lite_grounding import GRID, INPUT_SIZE, context_offsets, coordinate_channels, input_size, slice_pixel_mm
+from limis.detect.lite_grounding import (
+    COORD_CHANNELS,
+    EMBED_DIM,
+    GRID,
+    INPUT_SIZE,
+    context_offsets,
+    coordinate_channels,
+    input_size,
+    slice_pixel_mm,
+)
 
 Progress = Callable[[str], None]
 
@@ -137,20 +146,26 @@ def load_training_slices(sources: Sequence[DataSource], segmenter, cache_dir, sl
         per_case.append((case, volume, labels, found))
         say(f"{case.case_id}: {volume.modality} {volume.shape} ({time.time() - started:.0f} s to read)")
     concepts = sorted({c for *_, found in per_case for c in found})
-    embeddings, coords, targets, labelled, slices = [], [], [], [], []
-    for case, volume, labels, found in per_case:
+    step = max(1, slice_step)
+    indices = [range(0, slice_count(volume.shape, Plane.AXIAL), step) for _, volume, _, _ in per_case]
+    total = sum(len(chosen) for chosen in indices)  # filled in place: stacking a list held every slice twice (+6 GB)
+    data = TrainingSlices(torch.empty(total, EMBED_DIM, GRID, GRID, dtype=torch.float16),
+                          torch.empty(total, COORD_CHANNELS, GRID, GRID), torch.empty(total, len(concepts), GRID, GRID,
+                                                                                       dtype=torch.float16),
+                          torch.empty(total, len(concepts), dtype=torch.bool), concepts, [], step)
+    for (case, volume, labels, found), chosen in zip(per_case, indices):
         started = time.time()
         window = choose_window(volume)
         cache = EmbeddingCache(segmenter, disk_dir=cache_dir, max_bytes=1 << 27)
         known = torch.tensor([c in found for c in concepts])
         ids = [found.get(c, []) for c in concepts]
-        for index in range(0, slice_count(volume.shape, Plane.AXIAL), max(1, slice_step)):
+        for index in chosen:
+            row = len(data.slices)
             image = slice_image(volume, Plane.AXIAL, index, window)
-            embeddings.append(cache.get(image).features[0].to(torch.float16))
-            coords.append(coordinate_channels(image.pixels, slice_pixel_mm(image)))
-            targets.append(cell_occupancy(display_slice(labels, Plane.AXIAL, index), ids))
-            labelled.append(known)
-            slices.append(SliceRecord(case.case_id, index, volume.modality, case.split))
-        say(f"{case.case_id}: {sum(1 for s in slices if s.case == case.case_id)} slices ready ({time.time() - started:.0f} s)")
-    return TrainingSlices(torch.stack(embeddings), torch.stack(coords), torch.stack(targets), torch.stack(labelled),
-                          concepts, slices, max(1, slice_step))
+            data.embeddings[row] = cache.get(image).features[0]
+            data.coords[row] = coordinate_channels(image.pixels, slice_pixel_mm(image))
+            data.targets[row] = cell_occupancy(display_slice(labels, Plane.AXIAL, index), ids)
+            data.labelled[row] = known
+            data.slices.append(SliceRecord(case.case_id, index, volume.modality, case.split))
+        say(f"{case.case_id}: {len(chosen)} slices ready ({time.time() - started:.0f} s)")
+    return data
