@@ -336,13 +336,16 @@ class LiteGroundingDetector(Detector):
 
     def slices_read(self, images: Sequence[SliceImage]) -> list[SliceImage]:
         """The images and, for a head with context, their neighbours, each once."""
+        return super().slices_read(self._head_slices(images))
+
+    def _head_slices(self, images: Sequence[SliceImage]) -> list[SliceImage]:
+        """Per image the slices whose embeddings its head input stacks, in `context_offsets` order (repeats kept)."""
         offsets = context_offsets(self.model.config.context_slices)
-        return super().slices_read([image.neighbour(offset) for image in images for offset in offsets])
+        return [image.neighbour(offset) for image in images for offset in offsets]
 
     def _remember(self, images: Sequence[SliceImage], known: tuple[str, ...], text: torch.Tensor) -> None:
         """Run the head on `images` and keep their (C, 64, 64) probabilities of the `known` concepts (text: (C, 384))."""
-        offsets = context_offsets(self.model.config.context_slices)
-        read = self.embeddings.get_many([image.neighbour(offset) for image in images for offset in offsets])
+        read = self.embeddings.get_many(self._head_slices(images))
         embeddings = torch.cat([e.features.float().cpu() for e in read]).reshape(len(images), -1, GRID, GRID)
         coords = torch.stack([coordinate_channels(im.pixels, slice_pixel_mm(im)) for im in images])
         probs = torch.softmax(self.model.head(embeddings, coords, text), dim=1)[:, 1:]

@@ -149,10 +149,13 @@ def load_training_slices(sources: Sequence[DataSource], segmenter, cache_dir, sl
     step = max(1, slice_step)
     indices = [range(0, slice_count(volume.shape, Plane.AXIAL), step) for _, volume, _, _ in per_case]
     total = sum(len(chosen) for chosen in indices)  # filled in place: stacking a list held every slice twice (+6 GB)
-    data = TrainingSlices(torch.empty(total, EMBED_DIM, GRID, GRID, dtype=torch.float16),
-                          torch.empty(total, COORD_CHANNELS, GRID, GRID), torch.empty(total, len(concepts), GRID, GRID,
-                                                                                       dtype=torch.float16),
-                          torch.empty(total, len(concepts), dtype=torch.bool), concepts, [], step)
+    data = TrainingSlices(
+        embeddings=torch.empty(total, EMBED_DIM, GRID, GRID, dtype=torch.float16),
+        coords=torch.empty(total, COORD_CHANNELS, GRID, GRID),
+        targets=torch.empty(total, len(concepts), GRID, GRID, dtype=torch.float16),
+        labelled=torch.empty(total, len(concepts), dtype=torch.bool),
+        concepts=concepts, slices=[], slice_step=step,
+    )
     for (case, volume, labels, found), chosen in zip(per_case, indices):
         started = time.time()
         window = choose_window(volume)
