@@ -1,13 +1,15 @@
-"""Small hand-made inputs for the input/output safety and fuzz tests: CT crops, DICOM slices, lying PNGs."""
+"""Small hand-made inputs for the tests: CT crops, DICOM slices, lying PNGs, and a stand-in embedding cache."""
 
 from __future__ import annotations
 
 import struct
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
+import torch
 
 
 def ct_case(folder: Path, nan_voxels: int = 0) -> dict[str, Path]:
@@ -71,3 +73,26 @@ def png_claiming(path: Path, width: int, height: int) -> Path:
     body = zlib.compress(b"\0" * (width + 1))
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b""))
     return path
+
+
+class SeededEmbeddings:
+    """Stands in for an EmbeddingCache: a fixed pseudo-embedding per slice key, LiteMedSAM-shaped (or the one given in
+    `replaced`); `asked` holds the size of each call, `keys` every key asked, in order."""
+
+    segmenter = SimpleNamespace(name="litemedsam", weights_path=None)
+
+    def __init__(self, replaced: dict[tuple, torch.Tensor] | None = None) -> None:
+        self.asked: list[int] = []
+        self.keys: list[tuple] = []
+        self.replaced = replaced or {}
+
+    def features(self, key: tuple) -> torch.Tensor:
+        """(1, 256, 64, 64) for the slice `key`."""
+        if key in self.replaced:
+            return self.replaced[key]
+        return torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(hash(key) % 2**31))
+
+    def get_many(self, images):
+        self.asked.append(len(images))
+        self.keys += [image.key for image in images]
+        return [SimpleNamespace(features=self.features(image.key)) for image in images]

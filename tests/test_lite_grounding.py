@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from made_inputs import SeededEmbeddings
 
 from limis.detect.lite_grounding import GroundingHead, HeadConfig, LiteGroundingModel, default_weights
 from limis.errors import LimisError, WeightsNotFoundError
@@ -355,20 +355,6 @@ def test_detector_reports_only_concepts_validated_on_the_image_modality(tmp_path
         replace(volume, modality="MR"), ["liver"])
     assert not result.results[0].found and "not validated on MR" in result.results[0].refusal
     assert embeddings.asked == [] and cache.misses == 0
-
-class SeededEmbeddings:
-    """Stands in for an EmbeddingCache: a fixed pseudo-embedding per slice, LiteMedSAM-shaped; counts its calls."""
-
-    segmenter = SimpleNamespace(name="litemedsam", weights_path=None)
-
-    def __init__(self) -> None:
-        self.asked: list[int] = []
-
-    def get_many(self, images):
-        self.asked.append(len(images))
-        return [SimpleNamespace(features=torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(
-            hash(image.key) % 2**31))) for image in images]
-
 
 def phantom_slices(folder: Path) -> list:
     """Ten abdomen-windowed axial slices of the synthetic phantom."""

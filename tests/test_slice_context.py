@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
+from made_inputs import SeededEmbeddings
 
 from limis.detect.lite_grounding import GroundingHead, HeadConfig, LiteGroundingDetector, LiteGroundingModel, context_offsets
 from limis.train.lite_grounding_data import SliceRecord, TrainingSlices
@@ -59,23 +59,6 @@ def test_training_reads_neighbours_of_the_same_case_clamped_to_its_loaded_slices
     assert inputs[:, ::256, 0, 0].tolist() == [[2.0, 1.0, 3.0], [5.0, 4.0, 5.0]]
 
 
-class KeyedEmbeddings:
-    """An embedding cache stand-in: a fixed pseudo-embedding per slice key (or a given one); records what it was asked."""
-
-    segmenter = SimpleNamespace(name="litemedsam", weights_path=None)
-
-    def __init__(self, replaced: dict | None = None) -> None:
-        self.asked: list[tuple] = []
-        self.replaced = replaced or {}
-
-    def features(self, key: tuple) -> torch.Tensor:
-        return self.replaced.get(key, torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(hash(key) % 2**31)))
-
-    def get_many(self, images):
-        self.asked += [image.key for image in images]
-        return [SimpleNamespace(features=self.features(image.key)) for image in images]
-
-
 def context_model(width: int = 16) -> LiteGroundingModel:
     torch.manual_seed(0)
     config = HeadConfig(width=width, context_slices=1)
@@ -90,19 +73,19 @@ def test_a_context_head_reads_the_slices_above_and_below(phantom_volume, tmp_pat
     model = LiteGroundingModel.load(context_model().save(tmp_path / "context.safetensors"))
     assert model.config.context_slices == 1 and model.head.reduce[0].in_channels == 768 + 5
     images = [axial(phantom_volume, i) for i in (0, 5, 9)]
-    embeddings = KeyedEmbeddings()
+    embeddings = SeededEmbeddings()
     detector = LiteGroundingDetector(model, embeddings)
     wanted = {axial(phantom_volume, i).key for i in (0, 1, 4, 5, 6, 8, 9, 10)}
     assert {image.key for image in detector.slices_read(images)} == wanted and len(detector.slices_read(images)) == 8
     probs = detector.grid_probabilities(images, ["liver"])
-    assert set(embeddings.asked) == wanted
+    assert set(embeddings.keys) == wanted
     with torch.inference_mode():
         stacked = torch.cat([torch.cat([embeddings.features(axial(phantom_volume, j).key) for j in trio], dim=1)
                              for trio in ((0, 0, 1), (5, 4, 6), (9, 8, 10))])
         coords = torch.stack([coordinate_channels(im.pixels, slice_pixel_mm(im)) for im in images])
         expected = torch.softmax(model.head(stacked, coords, model.text(["kidney", "liver"])), dim=1)[:, 2]
     assert torch.allclose(probs[:, 0], expected.half().float(), atol=1e-3)
-    moved = KeyedEmbeddings({axial(phantom_volume, 6).key: torch.zeros(1, 256, 64, 64)})
+    moved = SeededEmbeddings({axial(phantom_volume, 6).key: torch.zeros(1, 256, 64, 64)})
     answer = LiteGroundingDetector(model, moved).grid_probabilities(images, ["liver"])
     assert not torch.allclose(answer[1], probs[1]) and torch.equal(answer[[0, 2]], probs[[0, 2]])
 
