@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 TOTALSEG = SHARED / "totalsegmentator_example"
 SAMMED2D = SHARED / "sammed2d_data_demo"
+CHAOS = SHARED / "chaos_t2_mr"
 # .ci/run sets this: in CI a test whose shared data is missing fails instead of skipping.
 REQUIRE_SHARED_DATA = os.environ.get("LIMIS_REQUIRE_SHARED_DATA") == "1"
 
@@ -38,6 +39,13 @@ def totalseg_dir() -> Path:
     if not (TOTALSEG / "example_ct.nii.gz").exists():
         missing_shared_data(f"shared test data not found at {TOTALSEG} (needs ../shared/data beside the repo)")
     return TOTALSEG
+
+
+@pytest.fixture(scope="session")
+def chaos_dir() -> Path:
+    if not (CHAOS / "cases.json").exists():
+        missing_shared_data(f"CHAOS MR data not found at {CHAOS} (needs ../shared/data beside the repo)")
+    return CHAOS
 
 
 @pytest.fixture(scope="session")
