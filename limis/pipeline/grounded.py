@@ -7,6 +7,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 from scipy import ndimage
+from scipy.sparse.csgraph import connected_components
 
 from limis.detect.base import Detection, Detector
 from limis.imaging.display import Plane, Window, insert_display_slice, slice_axis, slice_count
@@ -296,21 +297,36 @@ def grow_touched_sides(box: Box, mask: np.ndarray, fraction: float = 0.15, touch
     return x0, y0, x1, y1
 
 
-def strongest_run(seeds: dict[int, Detection], stride: int) -> dict[int, Detection]:
-    """Seeds of the run of examined slices (one missed slice allowed) with the highest total score.
+def strongest_run(seeds: dict[int, Detection], stride: int, reach: float = 0.5) -> dict[int, Detection]:
+    """Seeds of the run with the highest total score; two seeds belong to one run when they lie within one missed
+    examined slice of each other and their boxes meet (each grown by `reach` of its size on each side).
 
-    An organ is one stretch along the slice axis; isolated hits elsewhere are detector noise.
+    An organ is one stretch along the slice axis whose cross-section moves little from one examined slice
+    to the next; isolated hits elsewhere, and a stretch whose box jumps to a place the organ does not reach
+    from the previous slices, are detector noise or another structure. A single slice whose best box is
+    elsewhere (the pancreatic tail alone) does not split a run that goes on where it was.
     """
     if not seeds:
         return seeds
-    runs: list[list[int]] = []
-    for index in sorted(seeds):
-        if runs and index - runs[-1][-1] <= 2 * stride:
-            runs[-1].append(index)
-        else:
-            runs.append([index])
-    best = max(runs, key=lambda run: sum(seeds[i].score for i in run))
-    return {i: seeds[i] for i in best}
+    order = sorted(seeds)
+    linked = np.zeros((len(order), len(order)), dtype=bool)
+    for a, first in enumerate(order):
+        for b in range(a + 1, len(order)):
+            if order[b] - first > 2 * stride:
+                break
+            linked[a, b] = boxes_meet(seeds[first].box, seeds[order[b]].box, reach)
+    count, run_of = connected_components(linked, directed=False)
+    totals = np.bincount(run_of, weights=[seeds[i].score for i in order], minlength=count)
+    best = int(np.argmax(totals))
+    return {i: seeds[i] for i, run in zip(order, run_of) if run == best}
+
+
+def boxes_meet(a: Box, b: Box, reach: float) -> bool:
+    """Whether two (x0, y0, x1, y1) boxes overlap once each is grown by `reach` of its own size on each side."""
+    grown = [(x0 - reach * (x1 - x0), y0 - reach * (y1 - y0), x1 + reach * (x1 - x0), y1 + reach * (y1 - y0))
+             for x0, y0, x1, y1 in (a, b)]
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = grown
+    return ax0 <= bx1 and bx0 <= ax1 and ay0 <= by1 and by0 <= ay1
 
 
 def detect_structure(detector: Detector, images: Sequence[SliceImage], structure: str) -> list[list[Detection]]:
