@@ -131,6 +131,7 @@ def test_segment_oracle_left_kidney(totalseg_dir: Path, tmp_path: Path, total_na
     report = _json_out(capsys)
     rows = {row["structure"]: row for row in report["structures"]}
     assert rows["brain"]["found"] is False
+    assert rows["kidney_left"]["also_seen_on_slices"] == []  # an oracle knows its slices: nothing seen elsewhere
     written = nib.load(str(out))
     reference = nib.load(str(totalseg_dir / "example_seg_fast_force_split.nii.gz"))
     assert written.shape == reference.shape

@@ -11,7 +11,7 @@ from limis.detect.base import Detection
 from limis.detect.body import body_extent, estimated_pixel_mm
 from limis.eval.detection import box_iou
 from limis.imaging.slice_image import box_from_mask
-from limis.pipeline.grounded import boxes_meet, strongest_run
+from limis.pipeline.grounded import boxes_meet, seed_runs
 from limis.train.augment import AugmentConfig, augment, swap_sides
 from limis.train.captions import caption_labels, caption_text
 
@@ -111,30 +111,31 @@ def test_body_extent_ignores_the_table() -> None:
     assert body_extent(pixels) == (40.0, 50.0, 139.0, 149.0)
 
 
-def test_strongest_run_drops_isolated_hits() -> None:
+def test_seed_runs_put_the_strongest_stretch_first() -> None:
     def hit(score):
         return Detection("liver", (0, 0, 1, 1), score, "liver")
 
     seeds = {0: hit(0.9), 20: hit(0.6), 22: hit(0.7), 26: hit(0.8), 28: hit(0.6), 40: hit(0.95)}
-    assert sorted(strongest_run(seeds, 2)) == [20, 22, 26, 28]
-    assert strongest_run({}, 2) == {}
+    assert sorted(seed_runs(seeds, 2)[0]) == [20, 22, 26, 28]
+    assert seed_runs({}, 2) == []
 
 
-def test_strongest_run_splits_where_the_box_jumps() -> None:
+def test_seed_runs_split_where_the_box_jumps() -> None:
     """A liver found on slices 8-20 on the patient's left, then on 22-30 on the right: two structures, not one."""
     left, right = (160.0, 55.0, 205.0, 100.0), (20.0, 100.0, 70.0, 185.0)
     seeds = {i: Detection("liver", left, 0.99, "liver") for i in range(8, 21, 2)}
     seeds |= {i: Detection("liver", right, 0.9, "liver") for i in range(22, 31, 2)}
-    assert sorted(strongest_run(seeds, 2)) == list(range(8, 21, 2))  # 7 x 0.99 beats 5 x 0.9; no longer one run
+    best, other = seed_runs(seeds, 2)  # 7 x 0.99 beats 5 x 0.9; no longer one run
+    assert sorted(best) == list(range(8, 21, 2)) and sorted(other) == list(range(22, 31, 2))
     seeds |= {i: Detection("liver", right, 0.9, "liver") for i in range(32, 41, 2)}
-    assert sorted(strongest_run(seeds, 2)) == list(range(22, 41, 2))
+    assert sorted(seed_runs(seeds, 2)[0]) == list(range(22, 41, 2))
     head, tail, whole = (96.0, 128.0, 113.0, 141.0), (164.0, 140.0, 192.0, 152.0), (89.0, 96.0, 199.0, 156.0)
     pancreas = {i: Detection("pancreas", head, 0.99, "pancreas") for i in range(16, 33, 2)}
     pancreas |= {34: Detection("pancreas", tail, 1.0, "pancreas")}  # one slice whose best box is the tail alone
     pancreas |= {i: Detection("pancreas", whole, 1.0, "pancreas") for i in range(36, 43, 2)}
-    assert sorted(strongest_run(pancreas, 2)) == list(range(16, 43, 2))
+    assert sorted(seed_runs(pancreas, 2)[0]) == list(range(16, 43, 2))
     drifting = {i: Detection("liver", (100.0 + 4 * i, 50.0, 140.0 + 4 * i, 90.0), 0.9, "liver") for i in range(0, 20, 2)}
-    assert sorted(strongest_run(drifting, 2)) == list(range(0, 20, 2))  # an organ moving a little per slice stays one run
+    assert sorted(seed_runs(drifting, 2)[0]) == list(range(0, 20, 2))  # an organ moving a little per slice stays one run
     assert boxes_meet((0, 0, 10, 10), (14, 0, 24, 10), 0.25) and not boxes_meet((0, 0, 10, 10), (16, 0, 26, 10), 0.25)
 
 

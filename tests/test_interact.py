@@ -488,3 +488,23 @@ def test_a_found_structure_with_a_caveat_says_it_in_the_reply_and_the_result(tot
     assert reply.changed and reply.text.endswith("Liver: claimed on 1 of 2 CT patients without one in this test.")
     results = GroundedPipeline(detector, EmbeddingCache(box_segmenter)).segment(volume, ["liver", "spleen", "brain"]).results
     assert [r.caveat for r in results] == ["claimed on 1 of 2 CT patients without one in this test", None, None]
+
+
+def test_a_stretch_seen_at_another_place_is_named_in_the_reply(tmp_path: Path, box_segmenter) -> None:
+    """The detector sees the liver on slices 4-12 and, nearly as sure, at another place on 16-22: the session follows
+    the stronger stretch and says where else it looked like a liver, so a wrong choice is not silent."""
+    from limis.detect.base import DetectorTraits
+    from limis.imaging.phantom import make_phantom
+
+    class Scanning(OracleDetector):
+        traits = DetectorTraits(understands_laterality=True)
+
+        def candidate_slices(self, structure, plane_axis):
+            return None
+
+    volume = load_image(make_phantom(tmp_path)["image"])
+    labels = np.zeros(volume.shape, dtype=np.uint16)
+    labels[10:30, 10:30, 4:13] = 1
+    labels[70:95, 60:85, 16:23] = 1
+    reply = _session(volume, box_segmenter, detector=Scanning(labels, {1: "liver"})).apply("liver")
+    assert reply.changed and "also seen, nearly as sure, on slices 16-22" in reply.text

@@ -224,3 +224,21 @@ def test_propagation_resumes_at_the_next_seed_after_a_failed_slice(tmp_path: Pat
         volume, ["liver"], all_components())
     covered = [i for i in range(volume.shape[2]) if (result.labelmap[:, :, i] == 1).any()]
     assert covered == [6, 8, 10]  # every scanned seed; the unscanned slices between them failed
+
+
+def test_a_run_at_another_place_is_not_followed_but_reported(tmp_path: Path, box_segmenter) -> None:
+    """Seen on slices 4-12 at one place and on 16-22 at another: one structure is followed, the other named."""
+    from limis.imaging.phantom import make_phantom
+    from limis.pipeline.grounded import elsewhere_text
+
+    volume = load_image(make_phantom(tmp_path)["image"])
+    labels = np.zeros(volume.shape, dtype=np.uint16)
+    labels[10:30, 10:30, 4:13] = 1  # five examined slices (4, 6, ..., 12)
+    labels[70:95, 60:85, 16:23] = 1  # four examined slices (16, ..., 22), boxes far from the first ones
+    result = GroundedPipeline(SparseOracle(labels, {1: "liver"}), EmbeddingCache(box_segmenter)).segment(
+        volume, ["liver"], all_components())
+    covered = [i for i in range(volume.shape[2]) if (result.labelmap[:, :, i] == 1).any()]
+    assert covered and max(covered) <= 13  # the stronger stretch only; before, one run spanned both places
+    assert result.results[0].elsewhere == ((16, 22),)
+    assert "16-22" in elsewhere_text(result.results[0].elsewhere)
+    assert elsewhere_text(()) is None

@@ -108,7 +108,7 @@ def segment(
     size_key, size_of = size_measure(volume)
     rows = [{"structure": r.structure, "found": r.found, "voxels": r.voxels, size_key: size_of(r),
              "detector_score": round(r.score, 3), "slices": list(r.slice_range) if r.slice_range else None,
-             "not_looked_for": r.refusal, "caveat": r.caveat}
+             "not_looked_for": r.refusal, "caveat": r.caveat, "also_seen_on_slices": [list(span) for span in r.elsewhere]}
             for r in result.results]
     written = []
     if present:
@@ -152,6 +152,8 @@ SIZE_HEADINGS = {"volume_ml": "volume (ml)", "area_pixels": "area (pixels)", "ar
 
 
 def _report(rows: list[dict], written: list[Path], as_json: bool, size_key: str) -> None:
+    from limis.pipeline.grounded import elsewhere_text
+
     if as_json:
         console.print_json(json.dumps({"structures": rows, "written": [str(p) for p in written]}))
         return
@@ -168,8 +170,9 @@ def _report(rows: list[dict], written: list[Path], as_json: bool, size_key: str)
             table.add_row(row["structure"], "-", "-", "-", f"[yellow]{why}[/]")
     console.print(table)
     for row in rows:
-        if row["caveat"]:
-            console.print(f"[yellow]{row['structure']}: {row['caveat']}.[/]")
+        for note in (row["caveat"], elsewhere_text(row["also_seen_on_slices"])):
+            if note:
+                console.print(f"[yellow]{row['structure']}: {note}.[/]")
     for path in written:
         print_written(path)
     if not written:

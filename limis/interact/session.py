@@ -34,6 +34,7 @@ from limis.pipeline.grounded import (
     SegmentOptions,
     StructureTrace,
     detect_structure,
+    elsewhere_text,
     expand_box,
     largest_component,
 )
@@ -443,13 +444,15 @@ class Session:
         return self._find(state, structures, within)
 
     def _find(self, state: SessionState, structures: tuple[str, ...], within: range | None) -> Reply:
-        found, missing = [], []
+        found, missing, seen_elsewhere = [], [], {}
         for structure in structures:
             if self.volumetric:
                 trace = self._trace(structure, within)
                 if trace.found:
                     state = self._store_trace(state, structure, trace)
                     found.append(structure)
+                    if (where := elsewhere_text(trace.elsewhere)):
+                        seen_elsewhere[structure] = where
                     continue
             elif (detections := self._detect_here(structure, strict=within is None)):
                 state = self._store_slice_detections(state, structure, detections)
@@ -471,6 +474,7 @@ class Session:
         note = f" Not found: {', '.join(map(_label, missing))} (say 'it is here' on a slice that shows it)." if missing else ""
         note += refused
         note += "".join(f" {_label(s)}: {why}." for s in found if (why := self.detector.caveat(s, self.volume.modality)))
+        note += "".join(f" {_label(s)}: {where}." for s, where in seen_elsewhere.items())
         if self.volumetric:
             extents = "; ".join(f"{_label(s)}: {self._extent_text(s, state)}" for s in found)
             return Reply(f"Segmented {extents} (left/right = patient's side).{note}", True, scope="volume")

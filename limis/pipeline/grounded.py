@@ -35,6 +35,7 @@ class SegmentOptions:
     min_quality: float = 0.3  # stop propagating below this predicted IoU
     refine_coarse_boxes: int = 2  # rounds of growing a coarse detector box on the sides its mask touches
     min_support: float = 0.1  # mask pixels where the detector's own map (if it has one) is below this are cut
+    rival_fraction: float = 0.5  # a run of seeds not followed is reported when its summed score reaches this share
 
 
 @dataclass
@@ -49,6 +50,7 @@ class StructureResult:
     slice_range: tuple[int, int] | None = None
     refusal: str | None = None  # why the detector never looked for it on this modality ("not found" says nothing)
     caveat: str | None = None  # for a found structure: how the detector's answers for it are known to go wrong
+    elsewhere: tuple[tuple[int, int], ...] = ()  # first-last slices where the detector also saw it, nearly as sure
 
     @property
     def found(self) -> bool:
@@ -62,6 +64,7 @@ class StructureTrace:
     boxes: dict[int, Box]
     masks: dict[int, np.ndarray]  # (rows, cols) bool per slice index
     score: float  # best seed's detector score; 0 when not found
+    elsewhere: tuple[tuple[int, int], ...] = ()  # (first, last) slices of rival runs of seeds, not followed
 
     @property
     def found(self) -> bool:
@@ -112,12 +115,13 @@ class GroundedPipeline:
         results = []
         for label_id, structure in enumerate(structures, start=1):
             labels[label_id] = structure
-            mask, score = self.segment_structure(volume, structure, window, options, progress)
+            trace = self.trace_structure(volume, structure, window, options, progress)
+            mask = trace.volume(volume.shape, Plane(options.plane))
             if options.largest_component and mask.any():
                 mask = largest_component(mask)
             mask &= labelmap == 0
             labelmap[mask] = label_id
-            results.append(self._summary(volume, structure, label_id, mask, score, options.plane))
+            results.append(self._summary(volume, structure, label_id, mask, trace, options.plane))
         return VolumeSegmentation(labelmap, labels, results)
 
     def segment_structure(
@@ -138,11 +142,13 @@ class GroundedPipeline:
         """
         if self.detector.refusal(structure, volume.modality):  # it would drop every detection: encode nothing
             return StructureTrace({}, {}, 0.0)
-        seeds = self._find_seeds(volume, structure, window, options, within, progress)
-        if not seeds:
+        runs = self._find_seeds(volume, structure, window, options, within, progress)
+        if not runs:
             return StructureTrace({}, {}, 0.0)
+        seeds, total = runs[0], _total(runs[0])
+        elsewhere = tuple((min(run), max(run)) for run in runs[1:] if _total(run) >= options.rival_fraction * total)
         boxes, masks = self._propagate(volume, seeds, window, options, progress, structure)
-        return StructureTrace({i: boxes[i] for i in masks}, masks, max(d.score for d in seeds.values()))
+        return StructureTrace({i: boxes[i] for i in masks}, masks, max(d.score for d in seeds.values()), elsewhere)
 
     def _within_support(self, images: dict[int, SliceImage], masks: dict[int, np.ndarray], structure: str,
                         options: SegmentOptions) -> dict[int, np.ndarray]:
@@ -162,8 +168,9 @@ class GroundedPipeline:
         return {i: mask for i, mask in cut.items() if mask.sum() >= options.min_mask_pixels}
 
     def _find_seeds(self, volume: Volume, structure: str, window: Window, options: SegmentOptions,
-                    within: range | None = None, progress: Progress | None = None) -> dict[int, Detection]:
-        """Best detection of the structure per examined slice."""
+                    within: range | None = None, progress: Progress | None = None) -> list[dict[int, Detection]]:
+        """Best detection of the structure per examined slice, grouped into runs (`seed_runs`), the strongest first;
+        a detector that knows where its boxes are (oracle, manual) gives one run."""
         plane = Plane(options.plane)
         known = self.detector.candidate_slices(structure, slice_axis(plane))
         if known is not None:  # oracle / manual: look exactly where the boxes are
@@ -185,9 +192,9 @@ class GroundedPipeline:
             good = [d for d in detections if d.score >= min_score]
             if good:
                 seeds[image.geometry.index] = max(good, key=lambda d: d.score)
-        if known is None:
-            seeds = strongest_run(seeds, max(1, options.detect_stride))
-        return seeds
+        if not seeds:
+            return []
+        return seed_runs(seeds, max(1, options.detect_stride)) if known is None else [seeds]
 
     def _propagate(
         self,
@@ -254,7 +261,7 @@ class GroundedPipeline:
         return box, result
 
     def _summary(
-        self, volume: Volume, structure: str, label_id: int, mask: np.ndarray, score: float, plane: Plane
+        self, volume: Volume, structure: str, label_id: int, mask: np.ndarray, trace: StructureTrace, plane: Plane
     ) -> StructureResult:
         voxels = int(mask.sum())
         axis = slice_axis(plane)
@@ -264,11 +271,20 @@ class GroundedPipeline:
             label_id=label_id,
             voxels=voxels,
             volume_ml=voxels * volume.voxel_volume_ml,
-            score=score,
+            score=trace.score,
+            elsewhere=trace.elsewhere,
             slice_range=(int(covered[0]), int(covered[-1])) if covered.size else None,
             refusal=self.detector.refusal(structure, volume.modality),
             caveat=self.detector.caveat(structure, volume.modality) if voxels else None,
         )
+
+
+def elsewhere_text(spans: Sequence[Sequence[int]]) -> str | None:
+    """One line naming the (first, last) slices where a structure was also seen but not followed; None for none."""
+    if not spans:
+        return None
+    named = ", ".join(f"{first}-{last}" if first != last else f"{first}" for first, last in spans)
+    return f"also seen, nearly as sure, on slices {named}; not included: look there if the mask is in the wrong place"
 
 
 def grow_touched_sides(box: Box, mask: np.ndarray, fraction: float = 0.15, touch_px: int = 2) -> Box:
@@ -297,9 +313,9 @@ def grow_touched_sides(box: Box, mask: np.ndarray, fraction: float = 0.15, touch
     return x0, y0, x1, y1
 
 
-def strongest_run(seeds: dict[int, Detection], stride: int, reach: float = 0.5) -> dict[int, Detection]:
-    """Seeds of the run with the highest total score; two seeds belong to one run when they lie within one missed
-    examined slice of each other and their boxes meet (each grown by `reach` of its size on each side).
+def seed_runs(seeds: dict[int, Detection], stride: int, reach: float = 0.5) -> list[dict[int, Detection]]:
+    """The seeds grouped into runs, the highest summed score first; two seeds belong to one run when they lie within
+    one missed examined slice of each other and their boxes meet (each grown by `reach` of its size on each side).
 
     An organ is one stretch along the slice axis whose cross-section moves little from one examined slice
     to the next; isolated hits elsewhere, and a stretch whose box jumps to a place the organ does not reach
@@ -307,7 +323,7 @@ def strongest_run(seeds: dict[int, Detection], stride: int, reach: float = 0.5) 
     elsewhere (the pancreatic tail alone) does not split a run that goes on where it was.
     """
     if not seeds:
-        return seeds
+        return []
     order = sorted(seeds)
     linked = np.zeros((len(order), len(order)), dtype=bool)
     for a, first in enumerate(order):
@@ -316,9 +332,12 @@ def strongest_run(seeds: dict[int, Detection], stride: int, reach: float = 0.5) 
                 break
             linked[a, b] = boxes_meet(seeds[first].box, seeds[order[b]].box, reach)
     count, run_of = connected_components(linked, directed=False)
-    totals = np.bincount(run_of, weights=[seeds[i].score for i in order], minlength=count)
-    best = int(np.argmax(totals))
-    return {i: seeds[i] for i, run in zip(order, run_of) if run == best}
+    runs = [{i: seeds[i] for i, run in zip(order, run_of) if run == k} for k in range(count)]
+    return sorted(runs, key=_total, reverse=True)
+
+
+def _total(run: dict[int, Detection]) -> float:
+    return sum(detection.score for detection in run.values())
 
 
 def boxes_meet(a: Box, b: Box, reach: float) -> bool:
