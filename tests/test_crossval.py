@@ -29,16 +29,18 @@ def test_pooled_folds_give_ratio_misses_swaps_and_absent_rates(tmp_path: Path) -
     text = lambda case, dice, ml=10.0, swapped="0": {"case": case, "structure": "kidney_left", "dice": dice,  # noqa: E731
                                                       "volume_pred_ml": ml, "swapped": swapped}
     fold0 = _write(tmp_path / "t0", "results.csv", FIELDS, [text("a", 0.9), text("b", 0.0, 0.0)])
-    fold1 = _write(tmp_path / "t1", "results.csv", FIELDS, [text("c", 0.6, swapped="1")])
+    fold1 = _write(tmp_path / "t1", "results.csv", FIELDS, [text("c", 0.6, swapped="1"), text("d", 0.02),
+                                                             text("e", 0.05) | {"also_seen": "30-42"}])
     _write(fold0, "absent.csv", ABSENT_FIELDS, [{"case": "a", "structure": "brain", "found": 0, "declined": 1},
                                                  {"case": "b", "structure": "brain", "found": 1, "declined": 0}])
-    box = _write(tmp_path / "box", "results.csv", FIELDS, [text(c, 0.95) for c in "abc"])
+    box = _write(tmp_path / "box", "results.csv", FIELDS, [text(c, 0.95) for c in "abcde"])
     (row,) = compare_modes([fold0, fold1], [box])
-    assert row.cases == 3 and row.not_found == 1 and row.swapped == 1
-    assert row.ratio == pytest.approx(np.mean([0.9, 0.0, 0.6]) / 0.95)
+    assert row.cases == 5 and row.not_found == 1 and row.swapped == 1
+    assert row.off_organ == 2 and row.off_organ_named == 1  # d and e miss the organ (b found nothing); e named a rival
+    assert row.ratio == pytest.approx(np.mean([0.9, 0.0, 0.6, 0.02, 0.05]) / 0.95)
     assert row.ratio_ci[0] <= row.ratio <= row.ratio_ci[1]
     table = comparison_table([row], {"kidney_left": 0.9})
-    assert "**missed**" in table and "kidney_left" in table
+    assert "**missed**" in table and "kidney_left" in table and "| 2 (1) |" in table
     assert "| brain | 2 | 1 | 1 | 0.500 |" in absent_table([fold0, fold1])
     with pytest.raises(LimisError, match="folds must not overlap"):
         compare_modes([fold0, fold0], [box])

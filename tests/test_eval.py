@@ -95,6 +95,21 @@ def test_accuracy_runner_resumes_after_a_kill(tmp_path: Path, box_segmenter) -> 
         run_accuracy(manifest, "test", "oracle-box", ["spleen"], out, box_segmenter)
 
 
+def test_results_written_with_other_columns_are_not_resumed(tmp_path: Path) -> None:
+    """A results.csv from a version with other columns would be misaligned by appending: one clear error instead."""
+    from limis.errors import LimisError
+    from limis.eval.accuracy import FIELDS
+    from limis.eval.results import ResultsFile
+
+    path = tmp_path / "results.csv"
+    old = [f for f in FIELDS if f != "also_seen"]
+    path.write_text(",".join(old) + "\n" + ",".join("1" for _ in old) + "\n")
+    with pytest.raises(LimisError, match="new --out folder"):
+        ResultsFile(path, FIELDS)
+    assert path.read_text().count("\n") == 2  # nothing lost
+    assert ResultsFile(path, old).done() == {("1", "1")}
+
+
 def test_language_user_speaks_in_patient_terms() -> None:
     geometry = SliceGeometry((100, 80, 1), np.eye(4), Plane.AXIAL, 0)  # RAS: screen right = patient's left
     truth = np.zeros((80, 100), dtype=bool)

@@ -27,7 +27,7 @@ from limis.vocab import label_ids, other_side
 
 MODES = ("oracle-box", "text", "interactive")
 FIELDS = ["mode", "case", "patient", "structure", "dice", "iou", "nsd", "hd95_mm", "volume_pred_ml",
-          "volume_ref_ml", "volume_error_ml", "swapped", "seconds"]
+          "volume_ref_ml", "volume_error_ml", "swapped", "also_seen", "seconds"]
 # declined: 1 when the detector never looked for the structure on this modality (HeadConfig.validated)
 ABSENT_FIELDS = ["mode", "case", "patient", "structure", "found", "declined", "voxels", "volume_pred_ml", "score"]
 
@@ -87,12 +87,14 @@ def _evaluate_case(mode, case, volume, labels, names, wanted, cache, detector, t
 
     ids = {name: label_ids(name, names) for name in wanted}
     started = time.perf_counter()
+    elsewhere: dict[str, tuple[tuple[int, int], ...]] = {}  # runs the pipeline named but did not follow
     if mode == "interactive":
         predictions = _interactive_predictions(volume, labels, names, wanted, cache, turns)
     else:
         detector = OracleDetector(labels, names) if mode == "oracle-box" else detector
         result = GroundedPipeline(detector, cache).segment(volume, wanted)
         predictions = {r.structure: result.labelmap == r.label_id for r in result.results}
+        elsewhere = {r.structure: r.elsewhere for r in result.results}
     seconds = (time.perf_counter() - started) / max(1, len(wanted))
     rows = []
     for structure in wanted:
@@ -101,7 +103,9 @@ def _evaluate_case(mode, case, volume, labels, names, wanted, cache, detector, t
         rows.append({"mode": mode, "case": case.case_id, "patient": case.patient, "structure": structure,
                      "dice": metrics.dice, "iou": metrics.iou, "nsd": metrics.nsd, "hd95_mm": metrics.hd95_mm,
                      "volume_pred_ml": metrics.volume_pred_ml, "volume_ref_ml": metrics.volume_ref_ml,
-                     "volume_error_ml": metrics.volume_error_ml, "swapped": swapped, "seconds": round(seconds, 3)})
+                     "volume_error_ml": metrics.volume_error_ml, "swapped": swapped,
+                     "also_seen": ";".join(f"{first}-{last}" for first, last in elsewhere.get(structure, ())),
+                     "seconds": round(seconds, 3)})
     return rows
 
 

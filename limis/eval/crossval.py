@@ -18,6 +18,8 @@ import numpy as np
 from limis.errors import LimisError
 from limis.eval.stats import describe
 
+OFF_ORGAN_DICE = 0.1  # a found mask below this Dice lies (almost) wholly off its structure
+
 
 @dataclass(frozen=True)
 class ModeComparison:
@@ -29,6 +31,8 @@ class ModeComparison:
     ratio_ci: tuple[float, float]
     not_found: int  # cases where text mode returned no mask for a present structure
     swapped: int  # cases whose mask lies mostly on the other side's reference
+    off_organ: int  # cases with a mask that misses the structure (Dice < OFF_ORGAN_DICE): a wrong answer
+    off_organ_named: int  # ... of them, answers that named where else the detector saw it (`also_seen`)
 
 
 def read_rows(folders: Sequence[Path]) -> dict[tuple[str, str], dict[str, str]]:
@@ -68,11 +72,14 @@ def compare_modes(text_folders: Sequence[Path], box_folders: Sequence[Path]) -> 
         keys = [k for k in shared if k[1] == structure]
         text = np.array([float(text_rows[k]["dice"]) for k in keys])
         box = np.array([float(box_rows[k]["dice"]) for k in keys])
+        off = [k for k in keys if float(text_rows[k]["volume_pred_ml"]) > 0 and float(text_rows[k]["dice"]) < OFF_ORGAN_DICE]
         out.append(ModeComparison(
             structure, len(keys), describe(text), describe(box),
             float(text.mean() / max(box.mean(), 1e-9)), ratio_ci(text, box),
             sum(float(text_rows[k]["volume_pred_ml"]) == 0.0 for k in keys),
             sum(text_rows[k].get("swapped") == "1" for k in keys),
+            len(off),
+            sum(bool(text_rows[k].get("also_seen")) for k in off),  # runs written before the column: never named
         ))
     return out
 
@@ -91,14 +98,16 @@ def comparison_table(rows: Sequence[ModeComparison], targets: dict[str, float] |
         goal = targets.get(r.structure)
         verdict = "" if goal is None else (f">= {goal:.2f}: " + ("met" if r.ratio >= goal else "**missed**"))
         ratio = f"{r.ratio:.3f} [{r.ratio_ci[0]:.3f}, {r.ratio_ci[1]:.3f}]"
-        lines.append([r.structure, r.cases, cell(r.text), cell(r.box), ratio, r.not_found, r.swapped, verdict])
+        lines.append([r.structure, r.cases, cell(r.text), cell(r.box), ratio, r.not_found, r.swapped,
+                      f"{r.off_organ} ({r.off_organ_named})", verdict])
     text_means = [r.text["mean"] for r in rows]
     box_means = [r.box["mean"] for r in rows]
     lines.append(["**mean over structures**", "", f"{np.mean(text_means):.3f}", f"{np.mean(box_means):.3f}",
                   f"{np.mean(text_means) / max(np.mean(box_means), 1e-9):.3f}", sum(r.not_found for r in rows),
-                  sum(r.swapped for r in rows), ""])
+                  sum(r.swapped for r in rows),
+                  f"{sum(r.off_organ for r in rows)} ({sum(r.off_organ_named for r in rows)})", ""])
     headers = ["structure", "cases", "text Dice mean [95% CI]", "GT-box Dice mean [95% CI]", "text / GT-box [95% CI]",
-               "not found", "L/R swaps", "target"]
+               "not found", "L/R swaps", "off the organ (rival named)", "target"]
     return markdown_table(headers, lines)
 
 

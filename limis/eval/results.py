@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from limis.errors import LimisError
+
 
 class ResultsFile:
     """Rows keyed by (case, structure); rerunning skips keys already written."""
@@ -15,6 +17,17 @@ class ResultsFile:
         self.path = path
         self.fields = list(fields)
         self._drop_partial_last_line()
+        self._check_header()
+
+    def _check_header(self) -> None:
+        """A file written with other columns (another LIMIS version) cannot be resumed: appending would misalign them."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with self.path.open(newline="") as handle:
+            header = next(csv.reader(handle), [])
+        if header != self.fields:
+            raise LimisError(f"{self.path} has the columns {','.join(header)}, not the {','.join(self.fields)} this "
+                             "version writes: evaluate into a new --out folder (or move that file away).")
 
     def _drop_partial_last_line(self) -> None:
         """A run killed mid-write may leave a line without its newline: drop it, it is recomputed."""
