@@ -132,7 +132,7 @@ def test_held_out_mr_liver_mask_stays_on_the_slices_of_the_liver(chaos_dir: Path
     """chaos_36 (held out by fold 0): every slice of the text-mode liver mask lies within one slice of the reference liver.
 
     The fold-0 head also sees "liver" on ~12 slices below the real one, on the patient's left; its boxes there do not
-    meet those on the real liver, so the pipeline keeps them apart (`strongest_run`) and masks only the liver.
+    meet those on the real liver, so the pipeline keeps them apart (`seed_runs`) and masks only the liver.
     """
     from limis.detect.lite_grounding import LiteGroundingDetector, LiteGroundingModel
     from limis.eval.cases import load_case

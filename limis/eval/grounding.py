@@ -74,7 +74,7 @@ def evaluate_grounding(
             truth = reference[structure]
             partner = _swap_partner(structure)
             row = _slice_scores(case, structure, detector_name, best, truth, reference.get(partner))
-            mask, _ = pipeline.segment_structure(volume, structure, window, options)
+            mask = pipeline.trace_structure(volume, structure, window, options).volume(volume.shape, plane)
             ref3d = np.isin(labels, ids_of[structure])
             row.dice_3d = dice(mask, ref3d) if ref3d.any() else float("nan")
             row.found_3d, row.present_3d = bool(mask.any()), bool(ref3d.any())

@@ -124,13 +124,6 @@ class GroundedPipeline:
             results.append(self._summary(volume, structure, label_id, mask, trace, options.plane))
         return VolumeSegmentation(labelmap, labels, results)
 
-    def segment_structure(
-        self, volume: Volume, structure: str, window: Window, options: SegmentOptions, progress: Progress | None = None
-    ) -> tuple[np.ndarray, float]:
-        """Boolean canonical mask of one structure and the best detector score (0 if not found)."""
-        trace = self.trace_structure(volume, structure, window, options, progress)
-        return trace.volume(volume.shape, Plane(options.plane)), trace.score
-
     def trace_structure(
         self, volume: Volume, structure: str, window: Window, options: SegmentOptions,
         progress: Progress | None = None, within: range | None = None,
