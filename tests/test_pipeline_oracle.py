@@ -12,6 +12,7 @@ from limis.detect.base import DetectorTraits
 from limis.detect.oracle import OracleDetector
 from limis.imaging import load_image
 from limis.imaging.align import load_labelmap_on
+from limis.imaging.display import display_slice
 from limis.pipeline.grounded import GroundedPipeline
 from limis.segment.cache import EmbeddingCache
 
@@ -141,7 +142,7 @@ def all_components():
 
 class SupportedOracle(OracleDetector):
     """Oracle boxes plus a support map: the structure is said to lie in the displayed left half of its box
-    columns, and nowhere on slice `empty_on`."""
+    columns (of the labelled pixels), and nowhere on slice `empty_on`."""
 
     def __init__(self, labels: np.ndarray, names: dict[int, str], split_col: int, empty_on: int) -> None:
         super().__init__(labels, names)
@@ -152,7 +153,9 @@ class SupportedOracle(OracleDetector):
         for image in images:
             probability = np.zeros(image.pixels.shape, dtype=np.float32)
             if image.geometry.index != self.empty_on:
+                labelled = display_slice(self.labels, image.geometry.plane, image.geometry.index) > 0
                 probability[:, : self.split_col] = 0.9
+                probability[~labelled] = 0.0
             maps.append(probability)
         return maps
 

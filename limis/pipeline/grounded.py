@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -19,6 +19,7 @@ from limis.segment.base import Prompt, SegmentResult
 from limis.segment.cache import EmbeddingCache
 
 Progress = Callable[[int, int, str], None]  # (slices done, slices in this step, what is being done)
+CONFIDENT = 0.5  # a detector map's probability from which a pixel is the structure, when judging a mask
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class SegmentOptions:
     refine_coarse_boxes: int = 2  # rounds of growing a coarse detector box on the sides its mask touches
     min_support: float = 0.1  # mask pixels where the detector's own map (if it has one) is below this are cut
     rival_fraction: float = 0.5  # a run of seeds not followed is reported when its summed score reaches this share
+    min_agreement: float = 0.5  # a mask whose Dice with the detector's confident region is lower is re-prompted from it
+    extend_support: float = 0.5  # past the outermost seed, go on while this share of the mask lies in the detector's map
 
 
 @dataclass
@@ -143,23 +146,6 @@ class GroundedPipeline:
         boxes, masks = self._propagate(volume, seeds, window, options, progress, structure)
         return StructureTrace({i: boxes[i] for i in masks}, masks, max(d.score for d in seeds.values()), elsewhere)
 
-    def _within_support(self, images: dict[int, SliceImage], masks: dict[int, np.ndarray], structure: str,
-                        options: SegmentOptions) -> dict[int, np.ndarray]:
-        """The masks cut to where the detector's map gives the structure at least `options.min_support`.
-
-        A box-prompted mask leaks into a neighbour of similar intensity (stomach into bowel, pancreas
-        into vessels); a heatmap detector has said where the structure is not. Slices left with fewer
-        than `options.min_mask_pixels` are dropped; a box-only detector's masks stay as they are.
-        """
-        if not masks or options.min_support <= 0:
-            return masks
-        indices = sorted(masks)
-        maps = self.detector.support([images[i] for i in indices], structure)
-        if maps is None:
-            return masks
-        cut = {i: masks[i] & (support >= options.min_support) for i, support in zip(indices, maps)}
-        return {i: mask for i, mask in cut.items() if mask.sum() >= options.min_mask_pixels}
-
     def _find_seeds(self, volume: Volume, structure: str, window: Window, options: SegmentOptions,
                     within: range | None = None, progress: Progress | None = None) -> list[dict[int, Detection]]:
         """Best detection of the structure per examined slice, grouped into runs (`seed_runs`), the strongest first;
@@ -200,8 +186,10 @@ class GroundedPipeline:
     ) -> tuple[dict[int, Box], dict[int, np.ndarray]]:
         """Boxes and masks per slice, from the best seed outward; seeds re-anchor the box, gaps reuse the last mask's box,
         and where propagation fails before the last seed it resumes at the next one (the detector saw the structure there).
+        A mask that disagrees with the detector's map is re-prompted from it (`_agreeing_with_map`); past the
+        outermost seeds propagation goes on while the map holds the mask (`_extend`).
 
-        The masks are cut to the detector's support map; `boxes` may keep slices whose mask the cut dropped.
+        The masks are cut to the detector's map (`cut_to_support`); `boxes` may keep slices whose mask the cut dropped.
         """
         plane = Plane(options.plane)
         count = slice_count(volume.shape, plane)
@@ -211,6 +199,7 @@ class GroundedPipeline:
         first, last = max(0, low - reach), min(count - 1, high + reach)
         images = {i: slice_image(volume, plane, i, window) for i in range(first, last + 1)}
         embeddings = dict(zip(images, self.cache.get_many(list(images.values()))))
+        maps = self._support_maps(images, structure)
         start = max(seeds, key=lambda i: (seeds[i].score, _area(seeds[i].box)))
         masks: dict[int, np.ndarray] = {}
         boxes: dict[int, Box] = {}
@@ -228,6 +217,8 @@ class GroundedPipeline:
                     break
                 rounds = options.refine_coarse_boxes if index in seeds and self.detector.traits.coarse_boxes else 0
                 box, result = self._segment_box(embeddings[index], box, rounds)
+                if maps is not None:
+                    box, result = self._agreeing_with_map(embeddings[index], maps[index], box, result, options)
                 done += 1
                 if progress:
                     progress(done, total, f"segmenting {_display(structure)}")
@@ -241,7 +232,61 @@ class GroundedPipeline:
                 masks[index], boxes[index] = result.mask, box
                 previous = result.mask
                 index += step
-        return boxes, self._within_support(images, masks, structure, options)
+            if maps is not None and previous is not None and not first <= index <= last and not every_slice_seeded:
+                for index, support, box, mask in self._extend(volume, index, step, previous, window, options, structure):
+                    maps[index], boxes[index], masks[index] = support, box, mask
+        return boxes, masks if maps is None else cut_to_support(masks, maps, options)
+
+    def _support_maps(self, images: dict[int, SliceImage], structure: str) -> dict[int, np.ndarray] | None:
+        """Per slice index the detector's (rows, cols) map of the structure; None for a box-only detector."""
+        found = self.detector.support(list(images.values()), structure)
+        return None if found is None else dict(zip(images, found))
+
+    def _extend(self, volume: Volume, index: int, step: int, previous: np.ndarray, window: Window,
+                options: SegmentOptions, structure: str) -> Iterator[tuple[int, np.ndarray, Box, np.ndarray]]:
+        """(slice index, detector's map, box, mask) past the outermost seed, from `index` in direction `step`, while
+        the segmenter is sure of its mask and at least `options.extend_support` of the mask lies in the map (at
+        `options.min_support`): an organ's thin ends often score below the seed score, yet the map still holds them."""
+        if options.extend_support <= 0:
+            return
+        plane = Plane(options.plane)
+        while 0 <= index < slice_count(volume.shape, plane):
+            image = slice_image(volume, plane, index, window)
+            support = self.detector.support([image], structure)[0]
+            box = expand_box(box_from_mask(previous), options.propagation_margin, image.pixels.shape)
+            box, result = self._segment_box(self.cache.get_many([image])[0], box)
+            held = int((result.mask & (support >= options.min_support)).sum())
+            if result.score < options.min_quality or held < max(options.min_mask_pixels,
+                                                                 options.extend_support * result.mask.sum()):
+                return
+            yield index, support, box, result.mask
+            previous = result.mask
+            index += step
+
+    def _agreeing_with_map(self, embedding, support: np.ndarray, box: Box, result: SegmentResult,
+                           options: SegmentOptions) -> tuple[Box, SegmentResult]:
+        """The box and mask, or those prompted by the box of the detector's confident region when that mask agrees
+        better with the region.
+
+        A box around the structure and a neighbour (a merged span, a box grown from the previous slice) can make the
+        segmenter outline the neighbour; the detector's map says which object was asked for. The judge is the map's
+        confident regions (>= `CONFIDENT`) that the box reaches, never one elsewhere (the other side's kidney);
+        a mask whose Dice with them is below `options.min_agreement` is re-prompted with the box of the largest.
+        `support` is the detector's (rows, cols) map of the structure on the slice.
+        """
+        if options.min_agreement <= 0:
+            return box, result
+        regions, count = ndimage.label(support >= CONFIDENT)
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        touched = np.unique(regions[y0 : y1 + 1, x0 : x1 + 1])
+        confident = np.isin(regions, touched[touched > 0])
+        if not confident.any() or _dice(result.mask, confident) >= options.min_agreement:
+            return box, result
+        largest = regions == 1 + int(np.argmax(ndimage.sum(confident, regions, range(1, count + 1))))
+        other_box, other = self._segment_box(embedding, box_from_mask(largest))
+        if other.score >= options.min_quality and _dice(other.mask, confident) > _dice(result.mask, confident):
+            return other_box, other
+        return box, result
 
     def _segment_box(self, embedding, box: Box, refine_rounds: int = 0) -> tuple[Box, SegmentResult]:
         """The box finally prompted and its mask; each refine round grows the sides the mask runs into (a box drawn too small)."""
@@ -270,6 +315,20 @@ class GroundedPipeline:
             refusal=self.detector.refusal(structure, volume.modality),
             caveat=self.detector.caveat(structure, volume.modality) if voxels else None,
         )
+
+
+def cut_to_support(masks: dict[int, np.ndarray], maps: dict[int, np.ndarray],
+                   options: SegmentOptions) -> dict[int, np.ndarray]:
+    """The masks cut to where the detector's map (per slice index) gives the structure at least `options.min_support`.
+
+    A box-prompted mask leaks into a neighbour of similar intensity (stomach into bowel, pancreas
+    into vessels); a heatmap detector has said where the structure is not. Slices left with fewer
+    than `options.min_mask_pixels` are dropped.
+    """
+    if options.min_support <= 0:
+        return masks
+    cut = {i: mask & (maps[i] >= options.min_support) for i, mask in masks.items()}
+    return {i: mask for i, mask in cut.items() if mask.sum() >= options.min_mask_pixels}
 
 
 def elsewhere_text(spans: Sequence[Sequence[int]]) -> str | None:
@@ -380,6 +439,10 @@ def _display(structure: str) -> str:
     from limis.vocab import display_name
 
     return display_name(structure).lower()
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float((a & b).sum()) / max(1, int(a.sum()) + int(b.sum()))
 
 
 def _area(box: Box) -> float:
