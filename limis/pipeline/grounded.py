@@ -246,8 +246,9 @@ class GroundedPipeline:
                 options: SegmentOptions, structure: str) -> Iterator[tuple[int, np.ndarray, Box, np.ndarray]]:
         """(slice index, detector's map, box, mask) past the outermost seed, from `index` in direction `step`, while
         the segmenter is sure of its mask and at least `options.extend_support` of the mask lies in the map (at
-        `options.min_support`): an organ's thin ends often score below the seed score, yet the map still holds them."""
-        if options.extend_support <= 0:
+        `options.min_support`): an organ's thin ends often score below the seed score, yet the map still holds them.
+        Without the cut (`min_support` 0) every mask would lie in the map, so nothing is added."""
+        if options.extend_support <= 0 or options.min_support <= 0:
             return
         plane = Plane(options.plane)
         while 0 <= index < slice_count(volume.shape, plane):
