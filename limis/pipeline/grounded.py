@@ -11,6 +11,7 @@ from scipy.sparse.csgraph import connected_components
 
 from limis.detect.base import Detection, Detector
 from limis.imaging.display import Plane, Window, insert_display_slice, slice_axis, slice_count
+from limis.imaging.overlap import dice
 from limis.imaging.slice_image import Box, SliceImage, box_from_mask
 from limis.imaging.volume import Volume
 from limis.pipeline.laterality import keep_side
@@ -281,11 +282,11 @@ class GroundedPipeline:
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         touched = np.unique(regions[y0 : y1 + 1, x0 : x1 + 1])
         confident = np.isin(regions, touched[touched > 0])
-        if not confident.any() or _dice(result.mask, confident) >= options.min_agreement:
+        if not confident.any() or dice(result.mask, confident) >= options.min_agreement:
             return box, result
         largest = regions == 1 + int(np.argmax(ndimage.sum(confident, regions, range(1, count + 1))))
         other_box, other = self._segment_box(embedding, box_from_mask(largest))
-        if other.score >= options.min_quality and _dice(other.mask, confident) > _dice(result.mask, confident):
+        if other.score >= options.min_quality and dice(other.mask, confident) > dice(result.mask, confident):
             return other_box, other
         return box, result
 
@@ -440,10 +441,6 @@ def _display(structure: str) -> str:
     from limis.vocab import display_name
 
     return display_name(structure).lower()
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * float((a & b).sum()) / max(1, int(a.sum()) + int(b.sum()))
 
 
 def _area(box: Box) -> float:
