@@ -282,11 +282,14 @@ class GroundedPipeline:
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         touched = np.unique(regions[y0 : y1 + 1, x0 : x1 + 1])
         confident = np.isin(regions, touched[touched > 0])
-        if not confident.any() or dice(result.mask, confident) >= options.min_agreement:
+        if not confident.any():
+            return box, result
+        agreement = dice(result.mask, confident)
+        if agreement >= options.min_agreement:
             return box, result
         largest = regions == 1 + int(np.argmax(ndimage.sum(confident, regions, range(1, count + 1))))
         other_box, other = self._segment_box(embedding, box_from_mask(largest))
-        if other.score >= options.min_quality and dice(other.mask, confident) > dice(result.mask, confident):
+        if other.score >= options.min_quality and dice(other.mask, confident) > agreement:
             return other_box, other
         return box, result
 
