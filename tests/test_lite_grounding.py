@@ -448,7 +448,8 @@ def test_precision_reaches_the_training_step() -> None:
     assert torch.equal(fp32, trained("fp32")) and not torch.equal(fp32, trained("bf16"))
 
 
-@pytest.mark.parametrize("option, said", [(["--precision", "fp16"], "fp16"), (["--context-slices", "-1"], "-1")])
+@pytest.mark.parametrize("option, said", [(["--precision", "fp16"], "fp16"), (["--context-slices", "-1"], "-1"),
+                                          (["--context-slices", "0", "--context-slices", "-2"], "-2")])
 def test_a_wrong_recipe_is_one_line_before_any_loading(tmp_path: Path, capsys, option: list[str], said: str) -> None:
     from made_inputs import one_error_line
 

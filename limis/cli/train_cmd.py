@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -78,8 +79,9 @@ def lite_grounding(
     balance: float = typer.Option(0.0, "--balance", help="Draw slices of rare concepts more often: weight "
                                   "(commonest concept's slices / rarest present concept's)^BALANCE, capped at 4 (0 = uniform)."),
     slice_step: int = typer.Option(1, "--slice-step", help="Use every n-th slice (quick runs)."),
-    context_slices: int = typer.Option(0, "--context-slices", help="Neighbouring slices the head also reads on each "
-                                       "side (1: the slices just above and below; 0: the slice alone)."),
+    context_slices: list[int] = typer.Option([0], "--context-slices", help="Neighbouring slices the head also reads on "
+                                             "each side (1: the slices just above and below; 0: the slice alone). Repeat "
+                                             "for an ensemble: one member head per value, probabilities averaged."),
     precision: str = typer.Option("bf16", "--precision", help="bf16 (the cross-validated recipe; fast on CPUs with "
                                   "AVX512-BF16/AMX, ~35x slower elsewhere) or fp32 (fast everywhere, another recipe)."),
     cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE",
@@ -90,11 +92,18 @@ def lite_grounding(
 ) -> None:
     """Train the lite-grounding head on frozen LiteMedSAM embeddings (CPU is enough)."""
     from limis.detect.lite_grounding import default_weights
-    from limis.train.lite_grounding import LiteGroundingTrainConfig, cross_validate, train_lite_grounding, write_model_card
+    from limis.train.lite_grounding import (
+        LiteGroundingTrainConfig,
+        cross_validate,
+        final_losses,
+        train_lite_grounding,
+        write_model_card,
+    )
 
     config = LiteGroundingTrainConfig(data=tuple(data), steps=steps, batch_size=batch_size, lr=lr, zoom=zoom, seed=seed,
                                       balance=balance, slice_step=slice_step, precision=precision,
-                                      context_slices=context_slices)
+                                      context_slices=context_slices[0] if len(context_slices) == 1 else 0,
+                                      member_context=tuple(context_slices) if len(context_slices) > 1 else ())
     if cv_folds:
         for path in cross_validate(config, [f.strip() for f in cv_folds.split(",")], out, cache_dir,
                                    say=lambda line: console.print(line, highlight=False)):
@@ -104,8 +113,49 @@ def lite_grounding(
     targets = [out / "lite_grounding.safetensors"] + ([default_weights()] if install else [])
     for path in targets:
         model.save(path)
-        write_model_card(model, path, run)
+        write_model_card(model, path, final_losses(run))
         print_written(path)
+
+
+@train_app.command(
+    "combine-heads",
+    epilog="Example (fold 0's ensemble from its heads of two recipes): limis train combine-heads "
+    "--head runs/cv/heads/fold0/lite_grounding.safetensors --head runs/cv_context/heads/fold0/lite_grounding.safetensors "
+    "--out runs/cv_ensemble/heads/fold0 --heldout fold0 --cache-dir runs/embeddings",
+)
+def combine_heads(
+    head: list[Path] = typer.Option(..., "--head", help="lite-grounding head files trained on the same cases, repeatable."),
+    out: Path = typer.Option(..., "--out", help="Folder for the ensemble's lite_grounding.safetensors."),
+    heldout: str = typer.Option(None, "--heldout", help="The split the heads never trained on (e.g. fold0): also "
+                                "write the ensemble's held-out slice scores there, as `--cv-folds` does."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", envvar="LIMIS_EMBEDDING_CACHE",
+                                   help="Slice embeddings, for --heldout."),
+) -> None:
+    """Average the probabilities of separately trained heads (an ensemble); calibrate its presence afterwards."""
+    from limis.detect.lite_grounding import LiteGroundingModel
+    from limis.errors import LimisError
+    from limis.eval.datasets import load_manifest
+    from limis.train.lite_grounding import LiteGroundingTrainConfig, combine_heads, load_data, save_fold_head, write_model_card
+    from limis.train.lite_grounding_data import DataSource
+
+    model = combine_heads([LiteGroundingModel.load(path) for path in head])
+    if not heldout:
+        cards = [json.loads(path.with_suffix(".json").read_text()) for path in head if path.with_suffix(".json").is_file()]
+        written = model.save(out / "lite_grounding.safetensors")
+        write_model_card(model, written, [card["final_train_loss"] for card in cards if card.get("final_train_loss")])
+        print_written(written)
+        return
+    sources = [DataSource.parse(text) for text in model.metadata["data"]]
+    held = {case.case_id for source in sources for case in load_manifest(source.manifest).split(source.splits)
+            if case.split == heldout}
+    seen = held & set(model.metadata["training_cases"])
+    if not held or seen:
+        raise LimisError(f"--heldout {heldout}: " + (f"the heads trained on {len(seen)} of its cases" if seen else
+                         "no case of the heads' training data is in that split") +
+                         "; give the split these heads were trained without.")
+    data = load_data(LiteGroundingTrainConfig(data=tuple(model.metadata["data"])), cache_dir,
+                     say=lambda line: console.print(line, highlight=False))
+    print_written(save_fold_head(model, data, heldout, out))
 
 
 @train_app.command(

@@ -7,7 +7,8 @@ keeps the scan's field of view (1-2 mm per input pixel on abdominal scans), so t
 gets each cell's physical position (mm from the trunk centre), its trunk-relative position and
 whether it lies on the image or on the padding. A head trained with neighbouring-slice context also
 reads the embeddings of the slices just above and below (`HeadConfig.context_slices`; the volume's
-end slices stand in for themselves). A structure's MiniLM text embedding becomes a
+end slices stand in for themselves). An ensemble head (`HeadEnsemble`) averages the probabilities of member
+heads, e.g. one reading the slice alone and one with context. A structure's MiniLM text embedding becomes a
 query; a softmax over background and every known concept gives each cell's probability. Regions
 of the heatmap give boxes scored by their peak, so "not present" is a low peak. A region counts when
 its peak reaches the concept's presence threshold (chosen on held-out patients).
@@ -162,6 +163,25 @@ class GroundingHead(nn.Module):
         return torch.einsum("bwhx,cw->bchx", features, weights) / math.sqrt(self.width) + bias[None, :, None, None]
 
 
+class HeadEnsemble(nn.Module):
+    """Member heads whose probabilities are averaged: same inputs and outputs as `GroundingHead`.
+
+    Member k reads the first 256 * (2 c_k + 1) embedding channels (its slice, then its `context_offsets`), so a
+    head without context and one with context share one input. Returns log mean probabilities, so a softmax
+    over them gives the members' mean probability of each cell.
+    """
+
+    def __init__(self, member_context: Sequence[int], width: int = 96) -> None:
+        super().__init__()
+        self.reads = [EMBED_DIM * len(context_offsets(c)) for c in member_context]
+        self.members = nn.ModuleList(GroundingHead(embed_dim=reads, width=width) for reads in self.reads)
+
+    def forward(self, embeddings: torch.Tensor, coords: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        probs = [torch.softmax(member(embeddings[:, :reads], coords, text), dim=1)
+                 for member, reads in zip(self.members, self.reads)]
+        return torch.stack(probs).mean(0).clamp_min(1e-12).log()
+
+
 @dataclass(frozen=True)
 class HeadConfig:
     """Architecture width and the thresholds that turn heatmaps into boxes.
@@ -173,10 +193,12 @@ class HeadConfig:
     `absent_claims` holds per modality, for concepts the head claimed on held-out volumes wholly without them,
     [volumes claimed, volumes without it]: a found mask of such a concept comes with that caveat.
     `context_slices`: neighbouring slices read on each side (0: the slice alone).
+    `member_context`: for an ensemble, each member's context slices (empty: one head).
     """
 
     width: int = 96
     context_slices: int = 0
+    member_context: tuple[int, ...] = ()
     region_threshold: float = 0.35  # heatmap probability that outlines a region (cells half covered sit near 0.5)
     presence_threshold: float = 0.5  # a region counts only if its peak probability reaches this
     min_region_mm2: float = 100.0  # smaller regions are noise
@@ -186,6 +208,9 @@ class HeadConfig:
     merge_gap_mm: float = 50.0  # ... and that lie this close to the best region's box (15 split the DICOM spleen)
     validated: dict[str, list[str]] = field(default_factory=dict)
     absent_claims: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "member_context", tuple(self.member_context))  # a list when read from JSON
 
     @property
     def embed_dim(self) -> int:
@@ -264,7 +289,8 @@ class LiteGroundingModel:
         if meta.get("format") != FORMAT:
             raise LimisError(f"{path}: a lite-grounding head of an older format ({meta.get('format', '3 mm canvas')}); "
                              "retrain it with `limis train lite-grounding`.")
-        head = GroundingHead(embed_dim=config.embed_dim, width=config.width)
+        head = (HeadEnsemble(config.member_context, width=config.width) if config.member_context
+                else GroundingHead(embed_dim=config.embed_dim, width=config.width))
         state = {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}
         try:
             head.load_state_dict(state, strict=True)

