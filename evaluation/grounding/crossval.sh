@@ -7,14 +7,17 @@
 # onnxruntime encoder, cached in EMBEDDING_CACHE_DIR and reused by training and every evaluation below.
 # On 2 cores run evaluations with OMP_NUM_THREADS=1 when several run at once (oversubscribed threads are 20x slower).
 # Training is bf16 (the recipe): fast on CPUs with AVX512-BF16/AMX (0.48 s per step on one core of an AVX512-BF16 EPYC,
-# ~40 min per 4800-step head; on an AMX Xeon, 2026-12-04: encoding 26 min, the four fold heads 75 min as two
+# ~40 min per 4800-step head, twice that for the two members of an ensemble; on an AMX Xeon, 2026-12-04: encoding 26 min, the four fold heads 75 min as two
 # `--cv-folds` halves at once (one thread each), steps 2-4 ~35 min),
 # ~35x slower on AVX2 (torch emulates bf16). A training process holds ~8 GB (the embeddings of every slice, filled in
 # place since 2026-12-07; stacking them had peaked at ~13.6 GB): in 24 GB start a second one only after the first has
 # loaded (two loading at once were OOM-killed).
 set -euo pipefail
 RUNS=${1:?runs folder}; CACHE=${2:?embedding cache folder}; shift 2
-RECIPE=("$@"); [ ${#RECIPE[@]} -gt 0 ] || RECIPE=(--steps 4800 --balance 0.5)
+# The recipe of the shipped head: an ensemble of two member heads, one reading the slice alone and one also the slices
+# above and below (each trained like a single head; probabilities averaged), so every fold and the final head train
+# two heads. To ensemble heads that were trained already, see `limis train combine-heads` (RESULTS.md).
+RECIPE=("$@"); [ ${#RECIPE[@]} -gt 0 ] || RECIPE=(--steps 4800 --balance 0.5 --context-slices 0 --context-slices 1)
 D=evaluation/datasets
 FOLDS=fold0,fold1,fold2,fold3
 DATA=(--data "$D/btcv_abdomen_ct.yaml:$FOLDS" --data "$D/chaos_t2_mr.yaml:$FOLDS" --data "$D/grounding_train.yaml:train")

@@ -201,7 +201,7 @@ class HeadConfig:
     member_context: tuple[int, ...] = ()
     region_threshold: float = 0.35  # heatmap probability that outlines a region (cells half covered sit near 0.5)
     presence_threshold: float = 0.5  # a region counts only if its peak probability reaches this
-    min_region_mm2: float = 100.0  # smaller regions are noise
+    min_region_mm2: float = 50.0  # smaller regions are noise (100 lost a 3.5 ml gallbladder to an ensemble's tighter map)
     presence_thresholds: dict[str, float] = field(default_factory=dict)
     region_fraction: float = 0.7  # a concept with a low presence threshold outlines its regions lower too
     merge_fraction: float = 0.5  # an unpaired organ's box spans the regions whose peak reaches this share of the best ...
