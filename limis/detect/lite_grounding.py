@@ -176,6 +176,14 @@ class HeadEnsemble(nn.Module):
         self.reads = [EMBED_DIM * len(context_offsets(c)) for c in member_context]
         self.members = nn.ModuleList(GroundingHead(embed_dim=reads, width=width) for reads in self.reads)
 
+    @classmethod
+    def of(cls, heads: Sequence[GroundingHead], member_context: Sequence[int]) -> "HeadEnsemble":
+        """An ensemble (in eval mode) holding the weights of trained heads, head k reading `member_context[k]`."""
+        ensemble = cls(member_context, width=heads[0].width)
+        for member, head in zip(ensemble.members, heads, strict=True):
+            member.load_state_dict(head.state_dict())
+        return ensemble.eval()
+
     def forward(self, embeddings: torch.Tensor, coords: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         probs = [torch.softmax(member(embeddings[:, :reads], coords, text), dim=1)
                  for member, reads in zip(self.members, self.reads)]

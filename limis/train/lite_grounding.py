@@ -210,10 +210,7 @@ def train_lite_grounding(
             member_run = TrainingRun(run.dir / f"member{number}", json.loads(json.dumps(asdict(member))))
             heads.append(train_head(data, member, member_run, say, indices))
             member_run.plot()
-        head: torch.nn.Module = HeadEnsemble(config.member_context, width=config.width)
-        for member_head, trained in zip(head.members, heads):
-            member_head.load_state_dict(trained.state_dict())
-        head.eval()
+        head: torch.nn.Module = HeadEnsemble.of(heads, config.member_context)
     else:
         head = train_head(data, config, run, say, indices)
         run.plot()
@@ -310,15 +307,13 @@ def combine_heads(models: list[LiteGroundingModel]) -> LiteGroundingModel:
         raise LimisError(f"these heads differ in {', '.join(differ)}; combine heads trained on the same cases and "
                          "concepts with the same width (e.g. one fold's heads of two recipes).")
     contexts = tuple(m.config.context_slices for m in models)
-    head = HeadEnsemble(contexts, width=first.config.width)
-    for member, model in zip(head.members, models):
-        member.load_state_dict(model.head.state_dict())
+    head = HeadEnsemble.of([m.head for m in models], contexts)
     config = HeadConfig(width=first.config.width, context_slices=max(contexts), member_context=contexts)
     metadata = dict(first.metadata, format_note=f"an ensemble of {len(models)} heads reading {list(contexts)} "
                     "neighbouring slice(s) on each side, probabilities averaged; members: "
                     + " | ".join(m.metadata.get("format_note", "") for m in models),
                     train_config=[m.metadata.get("train_config") for m in models])
-    return LiteGroundingModel(head.eval(), first.text_table, config, metadata)
+    return LiteGroundingModel(head, first.text_table, config, metadata)
 
 
 def final_losses(run: TrainingRun) -> list[str]:
