@@ -11,6 +11,9 @@ from limis.detect.lite_grounding import HeadConfig, HeadEnsemble, LiteGroundingM
 from limis.errors import LimisError
 from limis.train.lite_grounding_data import SliceRecord, TrainingSlices
 
+REPO = Path(__file__).resolve().parents[1]
+MANIFEST = REPO / "evaluation" / "datasets" / "grounding_train.yaml"
+
 
 def ensemble_model(width: int = 16) -> LiteGroundingModel:
     torch.manual_seed(0)
@@ -86,10 +89,6 @@ def test_an_ensemble_recipe_that_cannot_be_built_is_refused(fields: dict, said: 
     with pytest.raises(LimisError, match=said):
         LiteGroundingTrainConfig(data=(), **fields)
 
-
-
-REPO = Path(__file__).resolve().parents[1]
-MANIFEST = REPO / "evaluation" / "datasets" / "grounding_train.yaml"
 
 
 def single_head(context: int, seed: int, cases: list[str], width: int = 8) -> LiteGroundingModel:

@@ -58,8 +58,8 @@ class LiteGroundingTrainConfig:
 
     @property
     def members(self) -> list["LiteGroundingTrainConfig"]:
-        """One single-head recipe per head to train: this recipe's seed and data, each member's context."""
-        return [replace(self, context_slices=c, member_context=()) for c in self.member_context] or [self]
+        """An ensemble's single-head recipes, one per member: this recipe's seed and data, each member's context."""
+        return [replace(self, context_slices=c, member_context=()) for c in self.member_context]
 
     @property
     def head_config(self) -> HeadConfig:
